@@ -1,0 +1,47 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers
+
+from catalog.models import Product
+from catalog.selectors import product_in_stock, product_list_for_sale
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="localized_name")
+    description = serializers.CharField(source="localized_description")
+    requires_shipping = serializers.BooleanField()
+    in_stock = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Product
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "kind",
+            "price_amount",
+            "currency",
+            "max_per_order",
+            "requires_shipping",
+            "in_stock",
+        ]
+
+    def get_in_stock(self, product) -> bool:
+        return product_in_stock(product)
+
+
+@extend_schema(tags=["catalog"])
+class ProductListApi(generics.ListAPIView):
+    serializer_class = ProductSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        return product_list_for_sale()
+
+
+@extend_schema(tags=["catalog"])
+class ProductDetailApi(generics.RetrieveAPIView):
+    serializer_class = ProductSerializer
+    lookup_field = "slug"
+
+    def get_queryset(self):
+        return product_list_for_sale()

@@ -1,0 +1,43 @@
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.db import OperationalError
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from fulfillment.models import KeyStatus, LicenseKey
+from orders.models import Order, OrderStatus
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    autoretry_for=(OperationalError,), retry_backoff=True, retry_backoff_max=60, max_retries=10, acks_late=True
+)
+def deliver_order(order_id: int) -> str:
+    from fulfillment.services import order_deliver
+
+    return order_deliver(order_id=order_id).status
+
+
+@shared_task
+def sweep_undelivered_orders() -> int:
+    """Re-enqueue delivery for paid orders nobody finished (lost task, killed worker), and for
+    orders awaiting stock whose product has keys again. Safe to run any number of times."""
+    cutoff = timezone.now() - settings.FULFILMENT_SWEEP_AFTER
+    stale_paid = Order.objects.filter(status=OrderStatus.PAID, paid_at__lt=cutoff)
+    restocked = Order.objects.filter(status=OrderStatus.AWAITING_STOCK).filter(
+        Exists(
+            LicenseKey.objects.filter(
+                product__order_lines__order=OuterRef("pk"),
+                status=KeyStatus.AVAILABLE,
+            )
+        )
+    )
+    ids = sorted(set(stale_paid.values_list("pk", flat=True)) | set(restocked.values_list("pk", flat=True)))
+    for order_id in ids:
+        deliver_order.delay(order_id)
+    if ids:
+        logger.info("sweeper re-enqueued delivery for %d orders", len(ids))
+    return len(ids)

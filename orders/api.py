@@ -1,0 +1,232 @@
+"""Cart, checkout and order status for a headless front end."""
+
+from django.conf import settings
+from django.utils.translation import get_language
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalog.models import Product
+from orders.cart import CartLine, cart_clear, cart_lines, cart_set_quantity
+from orders.models import Order
+from orders.selectors import order_get_by_token
+from orders.services import ShippingAddress, checkout_create_order
+from payments.models import PaymentStatus
+from payments.providers.base import PaymentDeclined, PaymentError
+from payments.services import OrderNotPayable, payment_confirm_card, payment_start_for_order
+from storefront.api_errors import ApiError
+from storefront.ratelimit import client_ip
+
+
+class CartLineSerializer(serializers.Serializer):
+    product = serializers.SlugField()
+    quantity = serializers.IntegerField(min_value=0, max_value=1000)
+
+
+class CartSerializer(serializers.Serializer):
+    lines = serializers.ListField(child=serializers.DictField(), read_only=True)
+    subtotal_amount = serializers.IntegerField(read_only=True)
+    currency = serializers.CharField(read_only=True)
+
+
+def _cart_payload(session) -> dict:
+    lines = cart_lines(session)
+    return {
+        "lines": [
+            {
+                "product": line.product.slug,
+                "name": line.product.localized_name,
+                "quantity": line.quantity,
+                "unit_price": line.product.price_amount,
+                "line_total": line.line_total,
+            }
+            for line in lines
+        ],
+        "subtotal_amount": sum(line.line_total for line in lines),
+        "currency": lines[0].product.currency if lines else "",
+    }
+
+
+def _product(slug: str) -> Product:
+    product = Product.objects.filter(slug=slug).first()
+    if product is None:
+        raise ApiError("product_not_found", "No product with that slug.", status.HTTP_404_NOT_FOUND)
+    return product
+
+
+class CartApi(APIView):
+    """The session's cart. PUT a line to set its quantity (0 removes it)."""
+
+    @extend_schema(responses=CartSerializer, tags=["cart"])
+    def get(self, request):
+        return Response(_cart_payload(request.session))
+
+    @extend_schema(request=CartLineSerializer, responses=CartSerializer, tags=["cart"])
+    def put(self, request):
+        data = CartLineSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        cart_set_quantity(
+            request.session, product=_product(data.validated_data["product"]), quantity=data.validated_data["quantity"]
+        )
+        return Response(_cart_payload(request.session))
+
+    @extend_schema(responses={204: None}, tags=["cart"])
+    def delete(self, request):
+        cart_clear(request.session)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ShippingSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    line1 = serializers.CharField(max_length=200)
+    line2 = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    city = serializers.CharField(max_length=100)
+    postal_code = serializers.CharField(max_length=20)
+    country = serializers.RegexField(r"^[A-Za-z]{2}$")
+
+
+class CheckoutSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    lines = CartLineSerializer(many=True, required=False, help_text="Defaults to the session cart.")
+    shipping_address = ShippingSerializer(required=False)
+
+
+class OrderLineSerializer(serializers.Serializer):
+    product_name = serializers.CharField()
+    kind = serializers.CharField()
+    quantity = serializers.IntegerField()
+    line_total = serializers.IntegerField()
+    delivered = serializers.BooleanField()
+    keys = serializers.ListField(child=serializers.CharField())
+    booking_reference = serializers.CharField()
+
+
+class OrderStatusSerializer(serializers.Serializer):
+    number = serializers.CharField()
+    status = serializers.CharField()
+    status_label = serializers.CharField()
+    currency = serializers.CharField()
+    total_amount = serializers.IntegerField()
+    lines = OrderLineSerializer(many=True)
+
+
+class PaymentSessionSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    status = serializers.CharField()
+    client_secret = serializers.CharField()
+    publishable_key = serializers.CharField()
+
+
+class CheckoutResultSerializer(serializers.Serializer):
+    order_token = serializers.CharField()
+    order = OrderStatusSerializer()
+    payment = PaymentSessionSerializer(allow_null=True)
+
+
+def order_status_payload(order: Order) -> dict:
+    hide_keys = order.status in ("refunded", "cancelled")
+    return {
+        "number": order.number,
+        "status": order.status,
+        "status_label": str(order.get_status_display()),
+        "currency": order.currency,
+        "total_amount": order.total_amount,
+        "lines": [
+            {
+                "product_name": line.product_name,
+                "kind": line.kind,
+                "quantity": line.quantity,
+                "line_total": line.line_total,
+                "delivered": bool(line.delivered_at),
+                "keys": [] if hide_keys else [k.reveal() for k in line.license_keys.all()],
+                "booking_reference": line.booking_reference,
+            }
+            for line in order.lines.all()
+        ],
+    }
+
+
+def _payment_payload(payment) -> dict | None:
+    if payment is None:
+        return None
+    return {
+        "provider": payment.provider,
+        "status": payment.status,
+        "client_secret": payment.client_secret if payment.status != PaymentStatus.SUCCEEDED else "",
+        "publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+    }
+
+
+class CheckoutApi(APIView):
+    """Create an order from the given lines (or the session cart) and open its payment."""
+
+    @extend_schema(request=CheckoutSerializer, responses={201: CheckoutResultSerializer}, tags=["checkout"])
+    def post(self, request):
+        data = CheckoutSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        given = data.validated_data.get("lines")
+        if given is not None:
+            lines = [CartLine(product=_product(item["product"]), quantity=item["quantity"]) for item in given]
+        else:
+            lines = cart_lines(request.session)
+        address = data.validated_data.get("shipping_address")
+        order = checkout_create_order(
+            lines=lines,
+            email=data.validated_data["email"],
+            shipping=ShippingAddress(**address) if address else None,
+            locale=get_language() or settings.LANGUAGE_CODE,
+            purchase_ip=client_ip(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        )
+        if given is None:
+            cart_clear(request.session)
+        try:
+            payment = payment_start_for_order(order=order)
+        except PaymentError:
+            payment = None  # the order stands; the shopper retries payment from its page
+        body = {"order_token": order.token, "order": order_status_payload(order), "payment": _payment_payload(payment)}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+def _order_or_404(token: str) -> Order:
+    order = order_get_by_token(token=token)
+    if order is None:
+        raise ApiError("order_not_found", "No order with that token.", status.HTTP_404_NOT_FOUND)
+    return order
+
+
+class OrderStatusApi(APIView):
+    """An order's status and delivered goods, by its secret token."""
+
+    @extend_schema(responses=OrderStatusSerializer, tags=["orders"])
+    def get(self, request, token: str):
+        response = Response(order_status_payload(_order_or_404(token)))
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class PayWithCardTokenSerializer(serializers.Serializer):
+    card_token = serializers.RegexField(r"^tok_[A-Za-z0-9_]{1,96}$")
+
+
+class OrderPayApi(APIView):
+    """Confirm the order's payment with a card token from Stripe.js (server-side confirmation)."""
+
+    @extend_schema(request=PayWithCardTokenSerializer, responses=PaymentSessionSerializer, tags=["orders"])
+    def post(self, request, token: str):
+        order = _order_or_404(token)
+        data = PayWithCardTokenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            payment = payment_start_for_order(order=order)
+            payment = payment_confirm_card(payment=payment, card_token=data.validated_data["card_token"])
+        except OrderNotPayable:
+            raise ApiError("order_not_payable", "This order can no longer be paid.", status.HTTP_409_CONFLICT) from None
+        except PaymentDeclined as exc:
+            raise ApiError("payment_declined", str(exc), status.HTTP_402_PAYMENT_REQUIRED) from None
+        except PaymentError as exc:
+            raise ApiError("payment_unavailable", str(exc), status.HTTP_503_SERVICE_UNAVAILABLE) from None
+        if payment.status == PaymentStatus.FAILED:
+            raise ApiError("payment_declined", payment.failure_message or "Declined.", status.HTTP_402_PAYMENT_REQUIRED)
+        return Response(_payment_payload(payment))

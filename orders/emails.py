@@ -1,0 +1,27 @@
+"""Emails to shoppers. They carry the order link, never a key."""
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import translation
+
+from orders.models import Order
+from orders.status import order_event_record
+
+TEMPLATES = {"order_delivered", "order_awaiting_stock", "order_link"}
+
+
+def order_url(order: Order) -> str:
+    return settings.SITE_URL + reverse("order-detail", kwargs={"token": order.token})
+
+
+def order_email_send(*, order: Order, template: str) -> None:
+    """Render `emails/<template>.txt` (first line is the subject) in the order's language and send it."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown email template {template!r}")
+    with translation.override(order.locale or settings.LANGUAGE_CODE):
+        text = render_to_string(f"emails/{template}.txt", {"order": order, "order_url": order_url(order)})
+    subject, _, body = text.strip().partition("\n")
+    send_mail(subject.strip(), body.strip() + "\n", settings.DEFAULT_FROM_EMAIL, [order.email])
+    order_event_record(order=order, type="email_sent", actor="mailer", data={"template": template})

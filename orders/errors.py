@@ -1,0 +1,28 @@
+"""Errors a shopper can act on: a stable code plus one message, mapped once here."""
+
+from django.utils.translation import gettext_lazy as _
+
+MESSAGES = {
+    "empty_cart": _("Your cart is empty."),
+    "invalid_quantity": _("Please choose a quantity of at least 1."),
+    "quantity_over_maximum": _("You can buy at most %(maximum)s of this product per order."),
+    "product_unavailable": _("“%(product)s” is no longer on sale."),
+    "out_of_stock": _("Only %(available)s left of “%(product)s”."),
+    "mixed_currency": _("Products priced in different currencies cannot share one order."),
+    "shipping_required": _("Please enter a shipping address."),
+    "invalid_email": _("Please enter a valid email address."),
+    "order_not_payable": _("This order can no longer be paid."),
+    "payment_declined": _("Your payment was declined: %(reason)s"),
+    "payment_unavailable": _("Payment is unavailable right now; please try again in a moment."),
+}
+
+
+class CheckoutError(Exception):
+    def __init__(self, code: str, **params):
+        self.code = code
+        self.params = params
+        super().__init__(code)
+
+    @property
+    def message(self) -> str:
+        return str(MESSAGES.get(self.code, self.code)) % self.params if self.params else str(MESSAGES[self.code])

@@ -1,0 +1,18 @@
+from smtplib import SMTPException
+
+from celery import shared_task
+
+from orders.models import Order
+
+
+@shared_task(
+    autoretry_for=(SMTPException, OSError),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=8,
+    acks_late=True,
+)
+def send_order_email(order_id: int, template: str) -> None:
+    from orders.emails import order_email_send
+
+    order_email_send(order=Order.objects.get(pk=order_id), template=template)

@@ -1,0 +1,59 @@
+"""What every payment provider offers the shop. No SDK object crosses this line."""
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class PaymentError(Exception):
+    """The provider could not do what was asked (network, configuration, rejected request)."""
+
+
+class PaymentDeclined(PaymentError):
+    """The shopper's payment method was declined; they can try another."""
+
+
+class WebhookRejected(Exception):
+    """A notification failed verification or could not be parsed; nothing is changed."""
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    order_number: str
+    amount: int
+    currency: str
+    email: str
+    idempotency_key: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PaymentSnapshot:
+    """A payment's state at the provider, normalised."""
+
+    ref: str
+    status: str  # one of payments.models.PaymentStatus
+    amount: int
+    amount_received: int
+    currency: str
+    client_secret: str = ""
+    failure_message: str = ""
+    order_number: str = ""
+
+
+@dataclass(frozen=True)
+class WebhookNotice:
+    event_id: str
+    event_type: str
+    payment: PaymentSnapshot | None
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    def create_payment(self, request: PaymentRequest) -> PaymentSnapshot: ...
+
+    def confirm_with_card_token(self, *, ref: str, card_token: str) -> PaymentSnapshot: ...
+
+    def fetch_payment(self, *, ref: str) -> PaymentSnapshot: ...
+
+    def parse_webhook(self, *, payload: bytes, headers: dict[str, str]) -> WebhookNotice: ...

@@ -1,0 +1,132 @@
+"""Stripe through the official SDK. Works the same against api.stripe.com and localstripe."""
+
+import logging
+
+import stripe
+from django.conf import settings
+
+from payments.providers.base import (
+    PaymentDeclined,
+    PaymentError,
+    PaymentRequest,
+    PaymentSnapshot,
+    WebhookNotice,
+    WebhookRejected,
+)
+
+logger = logging.getLogger(__name__)
+
+_STATUS = {
+    "requires_payment_method": "created",
+    "requires_confirmation": "created",
+    "requires_action": "requires_action",
+    "processing": "requires_action",
+    "requires_capture": "succeeded",
+    "succeeded": "succeeded",
+    "canceled": "failed",
+}
+PAYMENT_EVENTS = {"payment_intent.succeeded", "payment_intent.payment_failed"}
+
+
+class StripeProvider:
+    name = "stripe"
+
+    def __init__(
+        self,
+        *,
+        secret_key: str | None = None,
+        webhook_secret: str | None = None,
+        api_base: str | None = None,
+    ):
+        base = settings.STRIPE_API_BASE if api_base is None else api_base
+        self._client = stripe.StripeClient(
+            secret_key or settings.STRIPE_SECRET_KEY,
+            base_addresses={"api": base} if base else {},
+            max_network_retries=2 if not base else 0,
+            http_client=stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
+        )
+        self._webhook_secret = webhook_secret or settings.STRIPE_WEBHOOK_SECRET
+
+    def create_payment(self, request: PaymentRequest) -> PaymentSnapshot:
+        params = {
+            "amount": request.amount,
+            "currency": request.currency.lower(),
+            "payment_method_types": ["card"],
+            "metadata": {"order_number": request.order_number, **request.metadata},
+        }
+        intent = self._call(
+            lambda: self._client.v1.payment_intents.create(
+                params=params, options={"idempotency_key": request.idempotency_key}
+            )
+        )
+        return self._snapshot(intent)
+
+    def confirm_with_card_token(self, *, ref: str, card_token: str) -> PaymentSnapshot:
+        """Attach the card behind a Stripe.js token and confirm on the server."""
+        token = self._call(lambda: self._client.v1.tokens.retrieve(card_token))
+        card_id = token.card.id if token.card else ""
+        if not card_id:
+            raise PaymentDeclined("The card could not be read; please enter it again.")
+        self._call(lambda: self._client.v1.payment_intents.update(ref, params={"payment_method": card_id}))
+        intent = self._call(lambda: self._client.v1.payment_intents.confirm(ref, params={"expand": ["latest_charge"]}))
+        return self._snapshot(intent)
+
+    def fetch_payment(self, *, ref: str) -> PaymentSnapshot:
+        intent = self._call(lambda: self._client.v1.payment_intents.retrieve(ref, params={"expand": ["latest_charge"]}))
+        return self._snapshot(intent)
+
+    def parse_webhook(self, *, payload: bytes, headers: dict[str, str]) -> WebhookNotice:
+        signature = headers.get("Stripe-Signature") or headers.get("stripe-signature") or ""
+        if not signature:
+            raise WebhookRejected("missing Stripe-Signature header")
+        try:
+            event = stripe.Webhook.construct_event(payload, signature, self._webhook_secret)
+        except stripe.SignatureVerificationError as exc:
+            raise WebhookRejected("signature verification failed") from exc
+        except ValueError as exc:
+            raise WebhookRejected("payload is not valid JSON") from exc
+        data = event.to_dict()
+        event_id, event_type = data.get("id"), data.get("type")
+        if not isinstance(event_id, str) or not isinstance(event_type, str):
+            raise WebhookRejected("event without id or type")
+        payment = None
+        if event_type in PAYMENT_EVENTS:
+            obj = (data.get("data") or {}).get("object") or {}
+            if obj.get("object") != "payment_intent" or not obj.get("id"):
+                raise WebhookRejected("payment event without a payment intent")
+            payment = self._snapshot_from_dict(obj)
+        return WebhookNotice(event_id=event_id, event_type=event_type, payment=payment)
+
+    def _call(self, fn):
+        try:
+            return fn()
+        except stripe.CardError as exc:
+            raise PaymentDeclined(exc.user_message or "Your card was declined.") from exc
+        except stripe.StripeError as exc:
+            logger.warning("stripe call failed: %s", type(exc).__name__)
+            raise PaymentError("The payment provider could not be reached; please try again.") from exc
+
+    def _snapshot(self, intent) -> PaymentSnapshot:
+        return self._snapshot_from_dict(intent.to_dict())
+
+    @staticmethod
+    def _snapshot_from_dict(obj: dict) -> PaymentSnapshot:
+        raw_status = obj.get("status") or ""
+        status = _STATUS.get(raw_status, "created")
+        last_error = obj.get("last_payment_error") or {}
+        if raw_status == "requires_payment_method" and last_error:
+            status = "failed"
+        amount = int(obj.get("amount") or 0)
+        received = obj.get("amount_received")
+        if received is None:  # localstripe omits it; a succeeded intent received its amount
+            received = amount if raw_status == "succeeded" else 0
+        return PaymentSnapshot(
+            ref=obj["id"],
+            status=status,
+            amount=amount,
+            amount_received=int(received),
+            currency=(obj.get("currency") or "").upper(),
+            client_secret=obj.get("client_secret") or "",
+            failure_message=(last_error.get("message") or "")[:300],
+            order_number=((obj.get("metadata") or {}).get("order_number") or ""),
+        )

@@ -1,0 +1,135 @@
+"""Payment business actions. Provider calls never run inside a database transaction."""
+
+import logging
+
+from django.db import IntegrityError, transaction
+
+from orders.models import Order, OrderStatus
+from orders.services import order_mark_paid
+from orders.status import order_event_record
+from payments.models import Payment, PaymentStatus, WebhookEvent
+from payments.providers import get_provider
+from payments.providers.base import PaymentProvider, PaymentRequest, PaymentSnapshot
+
+logger = logging.getLogger(__name__)
+
+REUSABLE = (PaymentStatus.CREATED, PaymentStatus.REQUIRES_ACTION)
+
+
+class OrderNotPayable(Exception):
+    pass
+
+
+def payment_start_for_order(*, order: Order, provider: PaymentProvider | None = None) -> Payment:
+    """Return the order's open payment, creating one at the provider for the exact order total.
+
+    The provider call carries an idempotency key derived from the order, so a retried
+    request never creates two payments for one order.
+    """
+    if order.status != OrderStatus.PENDING_PAYMENT:
+        raise OrderNotPayable(order.number)
+    provider = provider or get_provider("stripe")
+    existing = (
+        Payment.objects.filter(order=order, provider=provider.name, status__in=REUSABLE).order_by("-created_at").first()
+    )
+    if existing and existing.amount == order.total_amount:
+        return existing
+    attempt = Payment.objects.filter(order=order).count() + 1
+    snapshot = provider.create_payment(
+        PaymentRequest(
+            order_number=order.number,
+            amount=order.total_amount,
+            currency=order.currency,
+            email=order.email,
+            idempotency_key=f"order-{order.number}-payment-{attempt}",
+        )
+    )
+    payment, _ = Payment.objects.get_or_create(
+        provider=provider.name,
+        provider_ref=snapshot.ref,
+        defaults={
+            "order": order,
+            "amount": order.total_amount,
+            "currency": order.currency,
+            "client_secret": snapshot.client_secret,
+        },
+    )
+    return payment
+
+
+def payment_confirm_card(*, payment: Payment, card_token: str, provider: PaymentProvider | None = None) -> Payment:
+    """Confirm the payment with a card tokenised by Stripe.js, and apply the result at once.
+
+    A success is applied through the same idempotent path as the webhook, so whichever
+    arrives first delivers and the other is a no-op.
+    """
+    provider = provider or get_provider(payment.provider)
+    snapshot = provider.confirm_with_card_token(ref=payment.provider_ref, card_token=card_token)
+    payment_apply_snapshot(provider_name=payment.provider, snapshot=snapshot, actor=f"{payment.provider}:confirm")
+    payment.refresh_from_db()
+    return payment
+
+
+@transaction.atomic
+def payment_apply_snapshot(*, provider_name: str, snapshot: PaymentSnapshot, actor: str) -> Payment | None:
+    """Bring our Payment (and its order) in line with the provider's view of it. Idempotent."""
+    payment = Payment.objects.select_for_update().filter(provider=provider_name, provider_ref=snapshot.ref).first()
+    if payment is None:
+        logger.warning("%s payment %s is not one of ours; ignored", provider_name, snapshot.ref)
+        return None
+    if payment.status in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED) or payment.status == snapshot.status:
+        return payment
+    payment.status = snapshot.status
+    payment.failure_message = snapshot.failure_message
+    payment.amount_received = snapshot.amount_received or None
+    payment.save(update_fields=["status", "failure_message", "amount_received", "updated_at"])
+    if snapshot.status == PaymentStatus.SUCCEEDED:
+        order_mark_paid(
+            order_id=payment.order_id,
+            amount=snapshot.amount_received,
+            currency=snapshot.currency,
+            payment_ref=snapshot.ref,
+            actor=actor,
+        )
+    elif snapshot.status == PaymentStatus.FAILED:
+        order_event_record(
+            order=payment.order,
+            type="payment_failed",
+            actor=actor,
+            note=snapshot.failure_message,
+            data={"payment": snapshot.ref},
+        )
+    return payment
+
+
+def webhook_process(*, provider_name: str, payload: bytes, headers: dict[str, str]) -> str:
+    """Verify, record once, and apply a provider notification. Returns what happened.
+
+    Raises WebhookRejected (nothing recorded) when the notification fails verification.
+    Each event id is acted on at most once: the unique WebhookEvent row is written in the
+    same transaction as its effects, so a redelivery either sees it or waits for it.
+    """
+    provider = get_provider(provider_name)
+    notice = provider.parse_webhook(payload=payload, headers=headers)
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(
+                provider=provider_name,
+                event_id=notice.event_id,
+                event_type=notice.event_type,
+                payment_ref=notice.payment.ref if notice.payment else "",
+            )
+            if notice.payment is None:
+                outcome = "ignored"
+            else:
+                applied = payment_apply_snapshot(
+                    provider_name=provider_name, snapshot=notice.payment, actor=f"{provider_name}:webhook"
+                )
+                outcome = "applied" if applied else "unknown_payment"
+            event.outcome = outcome
+            event.save(update_fields=["outcome"])
+    except IntegrityError:
+        if WebhookEvent.objects.filter(provider=provider_name, event_id=notice.event_id).exists():
+            return "duplicate"
+        raise
+    return outcome

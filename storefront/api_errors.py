@@ -1,0 +1,32 @@
+"""Every API error is JSON of one shape: {"error": {"code", "message", "fields"?}}."""
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from orders.errors import CheckoutError
+
+
+class ApiError(exceptions.APIException):
+    def __init__(self, code: str, message: str, http_status: int = status.HTTP_400_BAD_REQUEST):
+        super().__init__(detail=message, code=code)
+        self.status_code = http_status
+        self.error_code = code
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, CheckoutError):
+        return Response({"error": {"code": exc.code, "message": exc.message}}, status=400)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ApiError):
+        body = {"code": exc.error_code, "message": str(exc.detail)}
+    elif isinstance(exc, exceptions.ValidationError):
+        body = {"code": "invalid", "message": "Some fields are invalid.", "fields": response.data}
+    else:
+        code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
+        detail = getattr(exc, "detail", str(exc))
+        body = {"code": code if isinstance(code, str) else "error", "message": str(detail)}
+    response.data = {"error": body}
+    return response

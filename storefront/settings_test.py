@@ -1,0 +1,16 @@
+"""Settings for the test suite: real PostgreSQL and Redis (see tests/harness.py)."""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/storefront")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
+
+from storefront.settings import *  # noqa: E402,F403
+
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CELERY_TASK_EAGER_PROPAGATES = True
+STRIPE_WEBHOOK_SECRET = "whsec_test_suite_secret"
+STORAGES["default"]["OPTIONS"]["location"] = str(CACHE_DIR / "test-media")  # noqa: F405
+LOGGING["root"]["level"] = "INFO"  # noqa: F405

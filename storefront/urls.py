@@ -1,0 +1,35 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from catalog.api import ProductDetailApi, ProductListApi
+from orders.api import CartApi, CheckoutApi, OrderPayApi, OrderStatusApi
+from payments.views import stripe_webhook
+from storefront import views
+
+api = [
+    path("products/", ProductListApi.as_view(), name="api-products"),
+    path("products/<slug:slug>/", ProductDetailApi.as_view(), name="api-product"),
+    path("cart/", CartApi.as_view(), name="api-cart"),
+    path("checkout/", CheckoutApi.as_view(), name="api-checkout"),
+    path("orders/<str:token>/", OrderStatusApi.as_view(), name="api-order"),
+    path("orders/<str:token>/pay/", OrderPayApi.as_view(), name="api-order-pay"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("", views.product_list, name="product-list"),
+    path("p/<slug:slug>/", views.product_detail, name="product-detail"),
+    path("p/<slug:slug>/add/", views.cart_add_view, name="cart-add"),
+    path("cart/", views.cart_view, name="cart"),
+    path("checkout/", views.checkout_view, name="checkout"),
+    path("pay/<str:token>/", views.pay_view, name="pay"),
+    path("order/lookup/", views.order_lookup, name="order-lookup"),
+    path("order/<str:token>/", views.order_detail, name="order-detail"),
+    path("download/<str:token>/", views.download_view, name="download"),
+    path("payments/stripe/webhook/", stripe_webhook, name="stripe-webhook"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("api/", include(api)),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,73 @@
+import json
+import time
+
+import pytest
+import stripe
+from django.conf import settings
+
+from orders.cart import CartLine
+from orders.services import checkout_create_order
+from payments.localstripe_process import localstripe_start
+
+
+@pytest.fixture(scope="session")
+def localstripe():
+    """A real localstripe process on 127.0.0.1 for the whole session; the shop's SDK points at it."""
+    server = localstripe_start()
+    previous = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = server.url
+    yield server
+    settings.STRIPE_API_BASE = previous
+    server.stop()
+
+
+@pytest.fixture
+def stripe_client(localstripe):
+    return stripe.StripeClient("sk_test_suite", base_addresses={"api": localstripe.url}, max_network_retries=0)
+
+
+def signed_stripe_event(event: dict, secret: str | None = None, timestamp: int | None = None) -> tuple[bytes, str]:
+    """A Stripe event body and a Stripe-Signature header for it (valid unless told another secret)."""
+    payload = json.dumps(event)
+    header = stripe.WebhookSignature.generate_signature_header(
+        payload, secret or settings.STRIPE_WEBHOOK_SECRET, timestamp=timestamp or int(time.time())
+    )
+    return payload.encode(), header
+
+
+def payment_intent_event(
+    *,
+    event_id: str,
+    intent_id: str,
+    amount: int,
+    currency: str = "usd",
+    event_type: str = "payment_intent.succeeded",
+    order_number: str = "",
+) -> dict:
+    status = "succeeded" if event_type == "payment_intent.succeeded" else "requires_payment_method"
+    intent = {
+        "id": intent_id,
+        "object": "payment_intent",
+        "amount": amount,
+        "amount_received": amount if status == "succeeded" else 0,
+        "currency": currency,
+        "status": status,
+        "metadata": {"order_number": order_number},
+        "last_payment_error": None if status == "succeeded" else {"message": "Your card was declined."},
+    }
+    return {"id": event_id, "object": "event", "type": event_type, "data": {"object": intent}}
+
+
+@pytest.fixture
+def make_order():
+    def make(*lines: tuple, email: str = "buyer@example.com", shipping=None):
+        return checkout_create_order(
+            lines=[CartLine(product=p, quantity=q) for p, q in lines],
+            email=email,
+            shipping=shipping,
+            locale="en",
+            purchase_ip="203.0.113.7",
+            user_agent="pytest",
+        )
+
+    return make
