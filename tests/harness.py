@@ -144,6 +144,8 @@ def main() -> int:
             print(f"  - {item}")
         return 2
     env = dict(os.environ, DATABASE_URL=db, REDIS_URL=cache)
+    if sys.argv[1:2] == ["--bench"]:
+        return subprocess.call([sys.executable, "tests/bench.py", *sys.argv[2:]], cwd=ROOT, env=env)
     code = subprocess.call([sys.executable, "-m", "pytest", *sys.argv[1:]], cwd=ROOT, env=env)
     if code == 5:
         say("pytest collected no tests: that is a failure")
