@@ -14,3 +14,5 @@ CELERY_TASK_EAGER_PROPAGATES = True
 STRIPE_WEBHOOK_SECRET = "whsec_test_suite_secret"
 STORAGES["default"]["OPTIONS"]["location"] = str(CACHE_DIR / "test-media")  # noqa: F405
 LOGGING["root"]["level"] = "INFO"  # noqa: F405
+# One test database per run, so concurrent runs on one server never trample each other.
+DATABASES["default"]["TEST"] = {"NAME": f"test_storefront_{os.getpid()}"}  # noqa: F405
