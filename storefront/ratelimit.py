@@ -2,6 +2,7 @@
 
 import time
 
+from django.conf import settings
 from django.core.cache import cache
 
 
@@ -19,4 +20,13 @@ def rate_limit_hit(*, scope: str, key: str, limit: int, window_seconds: int) -> 
 
 
 def client_ip(request) -> str | None:
+    """The shopper's address: REMOTE_ADDR, or the entry our own proxies added to X-Forwarded-For.
+
+    Only the last TRUSTED_PROXY_COUNT hops are believed; anything further left was written
+    by the client and could be forged.
+    """
+    hops = settings.TRUSTED_PROXY_COUNT
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if hops and len(forwarded) >= hops:
+        return forwarded[-hops]
     return request.META.get("REMOTE_ADDR") or None

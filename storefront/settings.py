@@ -42,6 +42,15 @@ SECRET_KEY = _secret("SECRET_KEY", _DEV_SECRET_KEY)
 KEY_ENCRYPTION_KEYS = [
     k.strip() for k in _secret("KEY_ENCRYPTION_KEYS", _DEV_KEY_ENCRYPTION_KEY).split(",") if k.strip()
 ]
+try:
+    from cryptography.fernet import Fernet
+
+    for _key in KEY_ENCRYPTION_KEYS:
+        Fernet(_key.encode())
+except ValueError as _exc:
+    raise ImproperlyConfigured(
+        "KEY_ENCRYPTION_KEYS must be comma-separated Fernet keys (32 url-safe base64-encoded bytes each)."
+    ) from _exc
 # HMAC secret for license-key fingerprints (duplicate detection without decrypting).
 KEY_FINGERPRINT_SECRET = _secret("KEY_FINGERPRINT_SECRET", _DEV_FINGERPRINT_SECRET)
 
@@ -147,7 +156,6 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
-MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 # Email: console in development, EMAIL_URL (smtp://user:pass@host:587) in production.
@@ -194,6 +202,8 @@ SHIPPING_FLAT_FEE = env.int("SHIPPING_FLAT_FEE", default=500)  # minor units, pe
 DOWNLOAD_LINK_TTL = timedelta(hours=env.int("DOWNLOAD_LINK_TTL_HOURS", default=72))
 FULFILMENT_SWEEP_AFTER = timedelta(minutes=env.int("FULFILMENT_SWEEP_AFTER_MINUTES", default=3))
 ORDER_LOOKUP_RATE = env.int("ORDER_LOOKUP_RATE_PER_HOUR", default=10)
+# How many reverse proxies sit in front of the app and append to X-Forwarded-For (0: trust none).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],

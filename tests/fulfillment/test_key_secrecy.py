@@ -112,3 +112,18 @@ def test_production_start_up_fails_clearly_without_secrets(missing):
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=root, env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert f"{missing} must be set when DEBUG is off" in result.stderr
+
+
+def test_malformed_encryption_key_fails_start_up_clearly():
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DEBUG": "0",
+        "SECRET_KEY": "x" * 50,
+        "KEY_ENCRYPTION_KEYS": "not-a-fernet-key",
+        "KEY_FINGERPRINT_SECRET": "fp",
+        "STRIPE_WEBHOOK_SECRET": "whsec_x",
+    }
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "KEY_ENCRYPTION_KEYS must be comma-separated Fernet keys" in result.stderr
