@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -51,7 +52,7 @@ def _cart_payload(session) -> dict:
 def _product(slug: str) -> Product:
     product = Product.objects.filter(slug=slug).first()
     if product is None:
-        raise ApiError("product_not_found", "No product with that slug.", status.HTTP_404_NOT_FOUND)
+        raise ApiError("product_not_found", _("No product with that slug."), status.HTTP_404_NOT_FOUND)
     return product
 
 
@@ -192,7 +193,7 @@ class CheckoutApi(APIView):
 def _order_or_404(token: str) -> Order:
     order = order_get_by_token(token=token)
     if order is None:
-        raise ApiError("order_not_found", "No order with that token.", status.HTTP_404_NOT_FOUND)
+        raise ApiError("order_not_found", _("No order with that token."), status.HTTP_404_NOT_FOUND)
     return order
 
 
@@ -222,11 +223,17 @@ class OrderPayApi(APIView):
             payment = payment_start_for_order(order=order)
             payment = payment_confirm_card(payment=payment, card_token=data.validated_data["card_token"])
         except OrderNotPayable:
-            raise ApiError("order_not_payable", "This order can no longer be paid.", status.HTTP_409_CONFLICT) from None
+            raise ApiError(
+                "order_not_payable", _("This order can no longer be paid."), status.HTTP_409_CONFLICT
+            ) from None
         except PaymentDeclined as exc:
             raise ApiError("payment_declined", str(exc), status.HTTP_402_PAYMENT_REQUIRED) from None
         except PaymentError as exc:
             raise ApiError("payment_unavailable", str(exc), status.HTTP_503_SERVICE_UNAVAILABLE) from None
         if payment.status == PaymentStatus.FAILED:
-            raise ApiError("payment_declined", payment.failure_message or "Declined.", status.HTTP_402_PAYMENT_REQUIRED)
+            raise ApiError(
+                "payment_declined",
+                payment.failure_message or _("Your card was declined."),
+                status.HTTP_402_PAYMENT_REQUIRED,
+            )
         return Response(_payment_payload(payment))

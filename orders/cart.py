@@ -44,7 +44,7 @@ def cart_set_quantity(session, *, product: Product, quantity: int) -> None:
     if quantity > product.max_per_order:
         raise CheckoutError("quantity_over_maximum", maximum=product.max_per_order)
     if quantity and not product.is_active:
-        raise CheckoutError("product_unavailable", product=product.name)
+        raise CheckoutError("product_unavailable", product=product.localized_name)
     if quantity:
         others = Product.objects.filter(pk__in=[p for p in cart if p != product.pk]).exclude(currency=product.currency)
         if others.exists():
@@ -54,6 +54,8 @@ def cart_set_quantity(session, *, product: Product, quantity: int) -> None:
 
 
 def cart_add(session, *, product: Product, quantity: int = 1) -> None:
+    if quantity < 1:
+        raise CheckoutError("invalid_quantity")
     current = cart_read(session).get(product.pk, 0)
     cart_set_quantity(session, product=product, quantity=current + quantity)
 

@@ -1,9 +1,13 @@
+import re
+
 from orders.models import Order
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 
 
 def order_get_by_token(*, token: str) -> Order | None:
     """The order behind a link token, or None. Tokens are opaque; anything else finds nothing."""
-    if not token or len(token) > 64:
+    if not _TOKEN.match(token or ""):
         return None
     return Order.objects.prefetch_related("lines__product", "lines__license_keys").filter(token=token).first()
 

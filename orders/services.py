@@ -39,6 +39,15 @@ class ShippingAddress:
         return all(v.strip() for v in (self.name, self.line1, self.city, self.postal_code, self.country))
 
 
+def _merge_by_product(lines: list[CartLine]) -> list[CartLine]:
+    """One line per product, at the product's current database state and price."""
+    quantities: dict[int, int] = {}
+    for line in lines:
+        quantities[line.product.pk] = quantities.get(line.product.pk, 0) + line.quantity
+    products = Product.objects.in_bulk(list(quantities))
+    return [CartLine(product=products[pk], quantity=qty) for pk, qty in quantities.items() if pk in products]
+
+
 def checkout_validate_lines(lines: list[CartLine]) -> None:
     """Raise CheckoutError if these lines cannot be bought now."""
     if not lines:
@@ -50,13 +59,13 @@ def checkout_validate_lines(lines: list[CartLine]) -> None:
         if line.quantity < 1:
             raise CheckoutError("invalid_quantity")
         if not product.is_active:
-            raise CheckoutError("product_unavailable", product=product.name)
+            raise CheckoutError("product_unavailable", product=product.localized_name)
         if line.quantity > product.max_per_order:
             raise CheckoutError("quantity_over_maximum", maximum=product.max_per_order)
         if product.kind == FulfilmentKind.LICENSE_KEY:
             available = product.license_keys.filter(status=KeyStatus.AVAILABLE).count()
             if available < line.quantity:
-                raise CheckoutError("out_of_stock", available=available, product=product.name)
+                raise CheckoutError("out_of_stock", available=available, product=product.localized_name)
 
 
 def checkout_requires_shipping(lines: list[CartLine]) -> bool:
@@ -78,16 +87,12 @@ def checkout_create_order(
 
     Shipping is asked for, charged and stored only when a line needs it.
     """
+    email = email.strip()
     try:
         validate_email(email)
     except ValidationError:
         raise CheckoutError("invalid_email") from None
-    products = Product.objects.in_bulk([line.product.pk for line in lines])
-    lines = [
-        CartLine(product=products[line.product.pk], quantity=line.quantity)
-        for line in lines
-        if line.product.pk in products
-    ]
+    lines = _merge_by_product(lines)
     checkout_validate_lines(lines)
     needs_shipping = checkout_requires_shipping(lines)
     if needs_shipping and (shipping is None or not shipping.is_complete()):

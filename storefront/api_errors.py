@@ -1,5 +1,7 @@
 """Every API error is JSON of one shape: {"error": {"code", "message", "fields"?}}."""
 
+from django.http import Http404
+from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -20,10 +22,12 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    if isinstance(exc, ApiError):
+    if isinstance(exc, Http404):
+        body = {"code": "not_found", "message": _("Not found.")}
+    elif isinstance(exc, ApiError):
         body = {"code": exc.error_code, "message": str(exc.detail)}
     elif isinstance(exc, exceptions.ValidationError):
-        body = {"code": "invalid", "message": "Some fields are invalid.", "fields": response.data}
+        body = {"code": "invalid", "message": _("Some fields are invalid."), "fields": response.data}
     else:
         code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
         detail = getattr(exc, "detail", str(exc))

@@ -69,7 +69,11 @@ def cart_add_view(request, slug: str):
 @require_http_methods(["GET", "POST"])
 def cart_view(request):
     if request.method == "POST":
-        product = get_object_or_404(Product, pk=request.POST.get("product", "0") or 0)
+        try:
+            product_id = int(request.POST.get("product", ""))
+        except ValueError:
+            raise Http404 from None
+        product = get_object_or_404(Product, pk=product_id)
         quantity = 0 if "remove" in request.POST else _quantity(request)
         try:
             cart_set_quantity(request.session, product=product, quantity=quantity)
