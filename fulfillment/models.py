@@ -6,6 +6,8 @@ from fulfillment.crypto import decrypt_secret
 
 class KeyStatus(models.TextChoices):
     AVAILABLE = "available", _("Available")
+    RESERVED = "reserved", _("Reserved")
+    LOCKED = "locked", _("Locked")
     SOLD = "sold", _("Sold")
     REVOKED = "revoked", _("Revoked")
     RETIRED = "retired", _("Retired")
@@ -28,10 +30,15 @@ class LicenseKey(models.Model):
         "orders.OrderLine", null=True, blank=True, on_delete=models.PROTECT, related_name="license_keys"
     )
     unit_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    reserved_for = models.ForeignKey(
+        "orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="reserved_keys"
+    )
+    reserved_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sold_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [("export_keys", "Can export unsold license keys")]
         constraints = [
             models.UniqueConstraint(fields=["product", "fingerprint"], name="licensekey_unique_per_product"),
             models.UniqueConstraint(fields=["order_line", "unit_index"], name="licensekey_one_per_line_unit"),
@@ -46,6 +53,11 @@ class LicenseKey(models.Model):
                 name="licensekey_available_pool",
                 condition=models.Q(status="available"),
             ),
+            models.Index(
+                fields=["reserved_until"],
+                name="licensekey_reservations",
+                condition=models.Q(status="reserved"),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -53,3 +65,97 @@ class LicenseKey(models.Model):
 
     def reveal(self) -> str:
         return decrypt_secret(self.ciphertext)
+
+
+class KeyEvent(models.Model):
+    """Audit trail of a key's life: imported, reserved, released, sold, revoked, locked, retired, exported."""
+
+    key = models.ForeignKey(LicenseKey, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=20)
+    actor = models.CharField(max_length=100)
+    order = models.ForeignKey("orders.Order", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.type} by {self.actor}"
+
+
+class AccessKind(models.TextChoices):
+    REVEAL = "reveal", _("Key revealed")
+    DOWNLOAD = "download", _("File downloaded")
+
+
+class DeliveryAccess(models.Model):
+    """Every key reveal and file download, with when, from where and with what: dispute evidence."""
+
+    order = models.ForeignKey("orders.Order", on_delete=models.CASCADE, related_name="accesses")
+    line = models.ForeignKey("orders.OrderLine", on_delete=models.CASCADE, related_name="accesses")
+    kind = models.CharField(max_length=10, choices=AccessKind.choices)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    channel = models.CharField(max_length=10, default="web")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["line", "kind"], name="deliveryaccess_line_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.created_at:%Y-%m-%d %H:%M} {self.ip}"
+
+
+class Membership(models.Model):
+    """A buyer's time-limited membership in a group, granted by a membership product."""
+
+    line = models.OneToOneField("orders.OrderLine", on_delete=models.CASCADE, related_name="membership")
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="memberships")
+    group = models.ForeignKey("auth.Group", on_delete=models.PROTECT)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    ended = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["ended", "ends_at"], name="membership_due")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.group} until {self.ends_at:%Y-%m-%d}"
+
+
+class ImportStatus(models.TextChoices):
+    PENDING = "pending", _("Waiting")
+    RUNNING = "running", _("Importing")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+
+
+class KeyImport(models.Model):
+    """One bulk import of keys from a merchant's file, run as a task, with its report."""
+
+    product = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="key_imports")
+    source = models.FileField(upload_to="key-imports/")
+    delimiter = models.CharField(max_length=4, blank=True, help_text=_("Empty: one key per line."))
+    created_by = models.CharField(max_length=100)
+    status = models.CharField(max_length=10, choices=ImportStatus.choices, default=ImportStatus.PENDING)
+    total_lines = models.PositiveIntegerField(default=0)
+    processed_lines = models.PositiveIntegerField(default=0)
+    added = models.PositiveIntegerField(default=0)
+    duplicates_in_file = models.PositiveIntegerField(default=0)
+    duplicates_existing = models.PositiveIntegerField(default=0)
+    blank = models.PositiveIntegerField(default=0)
+    too_long = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk} for {self.product} ({self.status})"
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.processed_lines / self.total_lines) if self.total_lines else 0

@@ -1,18 +1,20 @@
-"""Delivery: keys from the pool, download links, service bookings."""
+"""Delivery: keys, download links, service bookings, memberships, and the evidence log."""
 
 import logging
 import secrets
+from datetime import timedelta
 
-from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core import signing
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import FulfilmentKind
-from fulfillment.crypto import encrypt_secret, fingerprint_secret
-from fulfillment.models import KeyStatus, LicenseKey
+from fulfillment.keys import keys_claim_for_line
+from fulfillment.models import DeliveryAccess, KeyStatus, Membership
 from orders.models import Order, OrderLine, OrderStatus
-from orders.status import determine_fulfilment_status, order_lock, order_transition
+from orders.status import determine_fulfilment_status, order_event_record, order_lock, order_transition
 
 logger = logging.getLogger(__name__)
 
@@ -20,62 +22,16 @@ DELIVERABLE_STATUSES = (OrderStatus.PAID, OrderStatus.AWAITING_STOCK)
 _DOWNLOAD_SALT = "fulfillment.download"
 
 
-def keys_add_to_pool(*, product, secrets_: list[str], actor: str) -> int:
-    """Encrypt and add keys to a product's pool; keys already in the pool are skipped. Returns count added."""
-    rows = []
-    seen: set[str] = set()
-    for plaintext in secrets_:
-        value = plaintext.strip()
-        if not value:
-            continue
-        fp = fingerprint_secret(value)
-        if fp in seen:
-            continue
-        seen.add(fp)
-        rows.append(LicenseKey(product=product, ciphertext=encrypt_secret(value), fingerprint=fp))
-    existing = set(
-        LicenseKey.objects.filter(product=product, fingerprint__in=[r.fingerprint for r in rows]).values_list(
-            "fingerprint", flat=True
-        )
-    )
-    rows = [r for r in rows if r.fingerprint not in existing]
-    LicenseKey.objects.bulk_create(rows, ignore_conflicts=True)
-    logger.info("%s added %d keys to product %s", actor, len(rows), product.pk)
-    return len(rows)
-
-
-def keys_claim_for_line(*, line: OrderLine, units: list[int]) -> int:
-    """Claim one available key per unit index for this line; returns how many were claimed.
-
-    Rows are taken with SELECT ... FOR UPDATE SKIP LOCKED so concurrent buyers never wait on
-    each other's keys; the UPDATE re-checks `status=available`, and (order_line, unit_index)
-    is unique, so a key can never be sold twice nor a unit filled twice.
-    """
-    if not units:
-        return 0
-    candidate_ids = list(
-        LicenseKey.objects.select_for_update(skip_locked=True)
-        .filter(product_id=line.product_id, status=KeyStatus.AVAILABLE)
-        .order_by("id")
-        .values_list("id", flat=True)[: len(units)]
-    )
-    now = timezone.now()
-    claimed = 0
-    for key_id, unit in zip(candidate_ids, units, strict=False):
-        claimed += LicenseKey.objects.filter(pk=key_id, status=KeyStatus.AVAILABLE).update(
-            status=KeyStatus.SOLD, order_line=line, unit_index=unit, sold_at=now
-        )
-    return claimed
-
-
 def _deliver_line(line: OrderLine, now) -> None:
-    if line.kind == FulfilmentKind.LICENSE_KEY:
+    if line.kind == FulfilmentKind.LICENSE_KEY and not line.product.is_reusable_key:
         filled = set(line.license_keys.values_list("unit_index", flat=True))
         missing = [i for i in range(line.quantity) if i not in filled]
         if keys_claim_for_line(line=line, units=missing) < len(missing):
             return
     elif line.kind == FulfilmentKind.SERVICE:
         line.booking_reference = line.booking_reference or "BK-" + secrets.token_hex(4).upper()
+    elif line.kind == FulfilmentKind.MEMBERSHIP:
+        membership_grant(line=line, now=now)
     line.delivered_at = now
     line.save(update_fields=["delivered_at", "booking_reference"])
 
@@ -106,6 +62,86 @@ def order_deliver(*, order_id: int, actor: str = "fulfillment") -> Order:
     return order
 
 
+def backorders_fill(*, product_id: int) -> int:
+    """Deliver orders waiting for this product's stock, oldest payment first. Returns how many completed."""
+    waiting = (
+        Order.objects.filter(status=OrderStatus.AWAITING_STOCK, lines__product_id=product_id)
+        .order_by("paid_at", "pk")
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    filled = 0
+    for order_id in list(waiting):
+        order = order_deliver(order_id=order_id, actor="backorder")
+        if order.status == OrderStatus.AWAITING_STOCK:
+            break  # the stock ran out again: later orders keep their place in the queue
+        filled += 1
+    return filled
+
+
+def membership_grant(*, line: OrderLine, now) -> Membership:
+    """Add the buyer (an account keyed by their email, created if needed) to the product's group."""
+    user_model = get_user_model()
+    email = line.order.email
+    user = user_model.objects.filter(email__iexact=email).order_by("pk").first()
+    if user is None:
+        user = user_model.objects.create_user(username=email[:150], email=email)  # unusable password
+    group = line.product.membership_group
+    if group is None:
+        raise ValueError(f"membership product {line.product_id} has no group")
+    membership, _ = Membership.objects.get_or_create(
+        line=line,
+        defaults={
+            "user": user,
+            "group": group,
+            "starts_at": now,
+            "ends_at": now + timedelta(days=line.product.membership_days * line.quantity),
+        },
+    )
+    user.groups.add(group)
+    return membership
+
+
+def memberships_end(*, memberships: list[Membership] | None = None, now=None) -> int:
+    """Remove buyers from groups whose membership ran out (or was refunded). Idempotent."""
+    now = now or timezone.now()
+    due = memberships if memberships is not None else list(Membership.objects.filter(ended=False, ends_at__lte=now))
+    for membership in due:
+        with transaction.atomic():
+            Membership.objects.filter(pk=membership.pk).update(ended=True, ends_at=min(membership.ends_at, now))
+            still_member = Membership.objects.filter(
+                user=membership.user, group=membership.group, ended=False, ends_at__gt=now
+            ).exists()
+            if not still_member:
+                membership.user.groups.remove(membership.group)
+    return len(due)
+
+
+def delivery_record_access(
+    *, line: OrderLine, kind: str, ip: str | None, user_agent: str, channel: str = "web"
+) -> None:
+    DeliveryAccess.objects.create(
+        order_id=line.order_id, line=line, kind=kind, ip=ip, user_agent=user_agent[:300], channel=channel
+    )
+
+
+def order_reveal_keys(
+    *, order: Order, line: OrderLine, ip: str | None, user_agent: str, channel: str = "web"
+) -> list[str]:
+    """The line's keys in clear, logged as a reveal (time, IP, user agent). Empty once revoked."""
+    if line.order_id != order.pk or order.status in (OrderStatus.REFUNDED, OrderStatus.CANCELLED):
+        return []
+    if line.product.is_reusable_key and line.delivered_at:
+        from fulfillment.crypto import decrypt_secret
+
+        keys = [decrypt_secret(line.product.shared_key_ciphertext)]
+    else:
+        keys = [k.reveal() for k in line.license_keys.filter(status=KeyStatus.SOLD).order_by("unit_index")]
+    if keys:
+        delivery_record_access(line=line, kind="reveal", ip=ip, user_agent=user_agent, channel=channel)
+    return keys
+
+
 def download_token_for_line(line: OrderLine) -> str:
     return signing.TimestampSigner(salt=_DOWNLOAD_SALT).sign(str(line.pk))
 
@@ -118,20 +154,53 @@ class DownloadUnavailable(Exception):
 
 
 def download_resolve(*, token: str) -> OrderLine:
-    """The line a signed download link points to, or DownloadUnavailable (404, 410)."""
+    """The line a signed download link points to, or DownloadUnavailable (404 bad link, 410 gone)."""
+    signer = signing.TimestampSigner(salt=_DOWNLOAD_SALT)
     try:
-        line_id = signing.TimestampSigner(salt=_DOWNLOAD_SALT).unsign(
-            token, max_age=settings.DOWNLOAD_LINK_TTL.total_seconds()
-        )
-    except signing.SignatureExpired:
-        raise DownloadUnavailable(410, "expired") from None
+        line_id = signer.unsign(token)
     except signing.BadSignature:
         raise DownloadUnavailable(404, "invalid") from None
     line = OrderLine.objects.select_related("order", "product").filter(pk=int(line_id)).first()
     if line is None or line.kind != FulfilmentKind.DOWNLOAD or not line.delivered_at:
         raise DownloadUnavailable(404, "invalid")
+    try:
+        signer.unsign(token, max_age=timedelta(hours=line.product.download_ttl_hours))
+    except signing.SignatureExpired:
+        raise DownloadUnavailable(410, "expired") from None
     if line.order.status in (OrderStatus.REFUNDED, OrderStatus.CANCELLED):
         raise DownloadUnavailable(410, "refunded")
     if not line.product.download_file:
         raise DownloadUnavailable(404, "missing")
     return line
+
+
+def download_start(*, token: str, ip: str | None, user_agent: str) -> OrderLine:
+    """Count one download against the product's maximum and log it; raises DownloadUnavailable."""
+    line = download_resolve(token=token)
+    counted = OrderLine.objects.filter(pk=line.pk, download_count__lt=line.product.download_max).update(
+        download_count=F("download_count") + 1
+    )
+    if not counted:
+        raise DownloadUnavailable(410, "limit")
+    delivery_record_access(line=line, kind="download", ip=ip, user_agent=user_agent)
+    return line
+
+
+def order_resend_delivery_email(*, order: Order, actor: str) -> None:
+    """Staff resend the delivery email (the order page always works, email or not)."""
+    from orders.tasks import send_order_email
+
+    template = "order_awaiting_stock" if order.status == OrderStatus.AWAITING_STOCK else "order_delivered"
+    order_event_record(order=order, type="email_resend_requested", actor=actor, data={"template": template})
+    transaction.on_commit(lambda: send_order_email.delay(order.pk, template))
+
+
+def backorders_overdue(*, now=None) -> list[Order]:
+    """Orders awaiting stock longer than the shortest backorder deadline among their products."""
+    now = now or timezone.now()
+    overdue = []
+    for order in Order.objects.filter(status=OrderStatus.AWAITING_STOCK).prefetch_related("lines__product"):
+        hours = min(line.product.backorder_refund_after_hours for line in order.lines.all())
+        if order.paid_at and order.paid_at + timedelta(hours=hours) <= now:
+            overdue.append(order)
+    return overdue

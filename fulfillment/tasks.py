@@ -6,6 +6,7 @@ from django.db import OperationalError
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from fulfillment.imports import run_key_import  # noqa: F401  (registers the import task)
 from fulfillment.models import KeyStatus, LicenseKey
 from orders.models import Order, OrderStatus
 
@@ -19,6 +20,13 @@ def deliver_order(order_id: int) -> str:
     from fulfillment.services import order_deliver
 
     return order_deliver(order_id=order_id).status
+
+
+@shared_task(autoretry_for=(OperationalError,), retry_backoff=True, max_retries=10, acks_late=True)
+def fill_backorders(product_id: int) -> int:
+    from fulfillment.services import backorders_fill
+
+    return backorders_fill(product_id=product_id)
 
 
 @shared_task
@@ -41,3 +49,34 @@ def sweep_undelivered_orders() -> int:
     if ids:
         logger.info("sweeper re-enqueued delivery for %d orders", len(ids))
     return len(ids)
+
+
+@shared_task
+def release_expired_reservations() -> int:
+    from fulfillment.keys import keys_release_expired
+
+    return keys_release_expired()
+
+
+@shared_task
+def end_expired_memberships() -> int:
+    from fulfillment.services import memberships_end
+
+    return memberships_end()
+
+
+@shared_task
+def refund_overdue_backorders() -> int:
+    """Refund orders that waited for stock past their products' deadline, and tell the shopper."""
+    from fulfillment.services import backorders_overdue
+    from payments.providers.base import PaymentError
+    from payments.refunds import RefundNotAllowed, refund_issue
+
+    refunded = 0
+    for order in backorders_overdue():
+        try:
+            refund_issue(order=order, actor="backorder-deadline", reason="Stock did not arrive in time.")
+            refunded += 1
+        except (RefundNotAllowed, PaymentError) as exc:
+            logger.warning("order %s: automatic backorder refund failed: %s", order.number, exc)
+    return refunded

@@ -94,12 +94,13 @@ class CheckoutSerializer(serializers.Serializer):
 
 
 class OrderLineSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
     product_name = serializers.CharField()
     kind = serializers.CharField()
     quantity = serializers.IntegerField()
     line_total = serializers.IntegerField()
     delivered = serializers.BooleanField()
-    keys = serializers.ListField(child=serializers.CharField())
+    has_keys = serializers.BooleanField(help_text="Reveal them with POST /api/orders/{token}/reveal/.")
     booking_reference = serializers.CharField()
 
 
@@ -126,7 +127,7 @@ class CheckoutResultSerializer(serializers.Serializer):
 
 
 def order_status_payload(order: Order) -> dict:
-    hide_keys = order.status in ("refunded", "cancelled")
+    live = order.status not in ("refunded", "cancelled")
     return {
         "number": order.number,
         "status": order.status,
@@ -135,12 +136,13 @@ def order_status_payload(order: Order) -> dict:
         "total_amount": order.total_amount,
         "lines": [
             {
+                "id": line.pk,
                 "product_name": line.product_name,
                 "kind": line.kind,
                 "quantity": line.quantity,
                 "line_total": line.line_total,
                 "delivered": bool(line.delivered_at),
-                "keys": [] if hide_keys else [k.reveal() for k in line.license_keys.all()],
+                "has_keys": live and line.kind == "license_key" and line.delivered_at is not None,
                 "booking_reference": line.booking_reference,
             }
             for line in order.lines.all()
@@ -237,3 +239,40 @@ class OrderPayApi(APIView):
                 status.HTTP_402_PAYMENT_REQUIRED,
             )
         return Response(_payment_payload(payment))
+
+
+class RevealRequestSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+
+
+class RevealResultSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    keys = serializers.ListField(child=serializers.CharField())
+    redemption_instructions = serializers.CharField()
+
+
+class OrderRevealApi(APIView):
+    """A line's keys in clear. Every call is logged (time, IP, user agent) as dispute evidence."""
+
+    @extend_schema(request=RevealRequestSerializer, responses=RevealResultSerializer, tags=["orders"])
+    def post(self, request, token: str):
+        from fulfillment.services import order_reveal_keys
+
+        order = _order_or_404(token)
+        data = RevealRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        line = order.lines.select_related("product").filter(pk=data.validated_data["line"]).first()
+        if line is None:
+            raise ApiError("line_not_found", _("No such line in this order."), status.HTTP_404_NOT_FOUND)
+        keys = order_reveal_keys(
+            order=order,
+            line=line,
+            ip=client_ip(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            channel="api",
+        )
+        response = Response(
+            {"line": line.pk, "keys": keys, "redemption_instructions": line.product.localized_redemption_instructions}
+        )
+        response["Cache-Control"] = "no-store"
+        return response

@@ -9,7 +9,7 @@ from django.utils import translation
 from orders.models import Order
 from orders.status import order_event_record
 
-TEMPLATES = {"order_delivered", "order_awaiting_stock", "order_link"}
+TEMPLATES = {"order_delivered", "order_awaiting_stock", "order_link", "order_refunded"}
 
 
 def order_url(order: Order) -> str:
@@ -20,8 +20,16 @@ def order_email_send(*, order: Order, template: str) -> None:
     """Render `emails/<template>.txt` (first line is the subject) in the order's language and send it."""
     if template not in TEMPLATES:
         raise ValueError(f"unknown email template {template!r}")
+    context = {"order": order, "order_url": order_url(order), "lines": list(order.lines.select_related("product"))}
+    if template == "order_awaiting_stock":
+        from payments.refunds import shopper_refund_token
+
+        signature = shopper_refund_token(order)
+        context["refund_url"] = settings.SITE_URL + reverse(
+            "order-refund", kwargs={"token": order.token, "signature": signature}
+        )
     with translation.override(order.locale or settings.LANGUAGE_CODE):
-        text = render_to_string(f"emails/{template}.txt", {"order": order, "order_url": order_url(order)})
+        text = render_to_string(f"emails/{template}.txt", context)
     subject, _, body = text.strip().partition("\n")
     send_mail(subject.strip(), body.strip() + "\n", settings.DEFAULT_FROM_EMAIL, [order.email])
     order_event_record(order=order, type="email_sent", actor="mailer", data={"template": template})

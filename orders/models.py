@@ -89,6 +89,7 @@ class OrderLine(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     shipped_at = models.DateTimeField(null=True, blank=True)
     booking_reference = models.CharField(max_length=20, blank=True)
+    download_count = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["id"]

@@ -4,6 +4,7 @@ import logging
 
 from django.db import IntegrityError, transaction
 
+from fulfillment.keys import keys_reserve_for_order
 from orders.models import Order, OrderStatus
 from orders.services import order_mark_paid
 from orders.status import order_event_record
@@ -20,14 +21,20 @@ class OrderNotPayable(Exception):
     pass
 
 
+class OrderOutOfStock(Exception):
+    """Keys for the order could not be reserved: the shopper is told before paying."""
+
+
 def payment_start_for_order(*, order: Order, provider: PaymentProvider | None = None) -> Payment:
-    """Return the order's open payment, creating one at the provider for the exact order total.
+    """Reserve the order's keys and return its open payment, creating one for the exact order total.
 
     The provider call carries an idempotency key derived from the order, so a retried
     request never creates two payments for one order.
     """
     if order.status != OrderStatus.PENDING_PAYMENT:
         raise OrderNotPayable(order.number)
+    if not keys_reserve_for_order(order=order):
+        raise OrderOutOfStock(order.number)
     provider = provider or get_provider("stripe")
     existing = (
         Payment.objects.filter(order=order, provider=provider.name, status__in=REUSABLE).order_by("-created_at").first()

@@ -183,6 +183,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "fulfillment.tasks.sweep_undelivered_orders",
         "schedule": timedelta(minutes=1),
     },
+    "release-expired-reservations": {
+        "task": "fulfillment.tasks.release_expired_reservations",
+        "schedule": timedelta(minutes=1),
+    },
+    "refund-overdue-backorders": {
+        "task": "fulfillment.tasks.refund_overdue_backorders",
+        "schedule": timedelta(minutes=10),
+    },
+    "end-expired-memberships": {
+        "task": "fulfillment.tasks.end_expired_memberships",
+        "schedule": timedelta(minutes=10),
+    },
 }
 
 # Payments. With no STRIPE_SECRET_KEY the shop talks to a localstripe on 127.0.0.1.
@@ -199,7 +211,7 @@ STRIPE_JS_URL = env.str(
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10.0)
 
 SHIPPING_FLAT_FEE = env.int("SHIPPING_FLAT_FEE", default=500)  # minor units, per order with physical lines
-DOWNLOAD_LINK_TTL = timedelta(hours=env.int("DOWNLOAD_LINK_TTL_HOURS", default=72))
+MAX_KEY_IMPORT_BYTES = env.int("MAX_KEY_IMPORT_BYTES", default=50 * 1024 * 1024)
 FULFILMENT_SWEEP_AFTER = timedelta(minutes=env.int("FULFILMENT_SWEEP_AFTER_MINUTES", default=3))
 ORDER_LOOKUP_RATE = env.int("ORDER_LOOKUP_RATE_PER_HOUR", default=10)
 # How many reverse proxies sit in front of the app and append to X-Forwarded-For (0: trust none).

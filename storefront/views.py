@@ -11,17 +11,19 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from catalog.models import Product
+from catalog.models import FulfilmentKind, Product
 from catalog.selectors import product_get_for_sale, product_in_stock, product_list_for_sale
-from fulfillment.services import DownloadUnavailable, download_resolve, download_token_for_line
+from fulfillment.models import KeyStatus
+from fulfillment.services import DownloadUnavailable, download_start, download_token_for_line, order_reveal_keys
 from orders.cart import cart_add, cart_clear, cart_lines, cart_set_quantity
 from orders.errors import CheckoutError
-from orders.models import OrderStatus
+from orders.models import OrderLine, OrderStatus
 from orders.selectors import order_find_for_lookup, order_get_by_token
 from orders.services import checkout_create_order, checkout_requires_shipping
 from orders.tasks import send_order_email
 from payments.providers.base import PaymentError
-from payments.services import payment_start_for_order
+from payments.refunds import RefundNotAllowed, refund_issue, shopper_refund_check
+from payments.services import OrderOutOfStock, payment_start_for_order
 from storefront.forms import CheckoutForm, OrderLookupForm
 from storefront.ratelimit import client_ip, rate_limit_hit
 
@@ -135,6 +137,8 @@ def pay_view(request, token: str):
     error = ""
     try:
         payment = payment_start_for_order(order=order)
+    except OrderOutOfStock:
+        payment, error = None, _("Sorry, part of this order sold out before payment. Please start a new order.")
     except PaymentError:
         payment, error = None, _("Payment is unavailable right now; please try again in a moment.")
     context = {
@@ -151,29 +155,79 @@ def order_page_path(order) -> str:
     return reverse("order-detail", kwargs={"token": order.token})
 
 
-@require_GET
-def order_detail(request, token: str):
-    order = order_get_by_token(token=token)
-    if order is None:
-        raise Http404
+def _order_page(request, order, *, revealed: dict[int, list[str]] | None = None, status: int = 200):
+    revealed = revealed or {}
+    live = order.status not in (OrderStatus.REFUNDED, OrderStatus.CANCELLED)
     lines = []
     for line in order.lines.all():
-        keys = []
-        if order.status not in (OrderStatus.REFUNDED, OrderStatus.CANCELLED):
-            keys = [key.reveal() for key in sorted(line.license_keys.all(), key=lambda k: k.unit_index or 0)]
         download_url = ""
-        if line.kind == "download" and line.delivered_at and order.status != OrderStatus.REFUNDED:
+        if line.kind == FulfilmentKind.DOWNLOAD and line.delivered_at and live:
             download_url = reverse("download", kwargs={"token": download_token_for_line(line)})
-        lines.append({"line": line, "keys": keys, "download_url": download_url})
+        has_keys = line.kind == FulfilmentKind.LICENSE_KEY and line.delivered_at is not None
+        has_keys = live and (has_keys or any(k.status == KeyStatus.SOLD for k in line.license_keys.all()))
+        lines.append(
+            {
+                "line": line,
+                "keys": revealed.get(line.pk, []),
+                "can_reveal": has_keys and line.pk not in revealed,
+                "download_url": download_url,
+                "downloads_left": max(0, line.product.download_max - line.download_count),
+            }
+        )
     context = {
         "order": order,
         "lines": lines,
         "waiting": order.status in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID),
     }
-    response = render(request, "storefront/order_detail.html", context)
+    response = render(request, "storefront/order_detail.html", context, status=status)
     response["Cache-Control"] = "no-store"
     response["Referrer-Policy"] = "no-referrer"
     return response
+
+
+@require_GET
+def order_detail(request, token: str):
+    order = order_get_by_token(token=token)
+    if order is None:
+        raise Http404
+    return _order_page(request, order)
+
+
+@require_POST
+def order_reveal(request, token: str):
+    """Show a line's keys; every reveal is logged with time, IP and user agent (dispute evidence)."""
+    order = order_get_by_token(token=token)
+    if order is None:
+        raise Http404
+    try:
+        line = order.lines.get(pk=int(request.POST.get("line", "")))
+    except (ValueError, OrderLine.DoesNotExist):
+        raise Http404 from None
+    keys = order_reveal_keys(
+        order=order, line=line, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")
+    )
+    return _order_page(request, order, revealed={line.pk: keys})
+
+
+@require_http_methods(["GET", "POST"])
+def order_refund(request, token: str, signature: str):
+    """The one-click refund offered to a shopper whose order waits for stock (signed link from the email)."""
+    order = order_get_by_token(token=token)
+    if order is None:
+        raise Http404
+    try:
+        shopper_refund_check(order=order, token=signature)
+    except RefundNotAllowed:
+        return render(request, "storefront/order_refund.html", {"order": order, "refusable": False}, status=410)
+    if request.method == "POST":
+        try:
+            refund_issue(order=order, actor="shopper", reason="Shopper chose a refund while waiting for stock.")
+        except (RefundNotAllowed, PaymentError):
+            messages.error(request, _("The refund could not be made right now. Please try again later."))
+            return redirect("order-refund", token=token, signature=signature)
+        messages.success(request, _("Your order was refunded."))
+        return redirect("order-detail", token=token)
+    return render(request, "storefront/order_refund.html", {"order": order, "refusable": True})
 
 
 @require_http_methods(["GET", "POST"])
@@ -196,7 +250,7 @@ def order_lookup(request):
 @require_GET
 def download_view(request, token: str):
     try:
-        line = download_resolve(token=token)
+        line = download_start(token=token, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", ""))
     except DownloadUnavailable as exc:
         return HttpResponse(_("This download link is no longer valid."), status=exc.status, content_type="text/plain")
     handle = line.product.download_file.open("rb")

@@ -1,7 +1,7 @@
 import factory
 
 from catalog.models import FulfilmentKind, Product
-from fulfillment.services import keys_add_to_pool
+from fulfillment.keys import keys_add_to_pool
 
 
 class ProductFactory(factory.django.DjangoModelFactory):

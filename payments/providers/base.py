@@ -41,6 +41,13 @@ class PaymentSnapshot:
 
 
 @dataclass(frozen=True)
+class RefundResult:
+    ref: str
+    amount: int
+    status: str  # succeeded | pending | failed
+
+
+@dataclass(frozen=True)
 class WebhookNotice:
     event_id: str
     event_type: str
@@ -55,5 +62,7 @@ class PaymentProvider(Protocol):
     def confirm_with_card_token(self, *, ref: str, card_token: str) -> PaymentSnapshot: ...
 
     def fetch_payment(self, *, ref: str) -> PaymentSnapshot: ...
+
+    def refund(self, *, ref: str, amount: int, idempotency_key: str) -> RefundResult: ...
 
     def parse_webhook(self, *, payload: bytes, headers: dict[str, str]) -> WebhookNotice: ...

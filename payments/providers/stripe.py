@@ -10,6 +10,7 @@ from payments.providers.base import (
     PaymentError,
     PaymentRequest,
     PaymentSnapshot,
+    RefundResult,
     WebhookNotice,
     WebhookRejected,
 )
@@ -74,6 +75,15 @@ class StripeProvider:
     def fetch_payment(self, *, ref: str) -> PaymentSnapshot:
         intent = self._call(lambda: self._client.v1.payment_intents.retrieve(ref, params={"expand": ["latest_charge"]}))
         return self._snapshot(intent)
+
+    def refund(self, *, ref: str, amount: int, idempotency_key: str) -> RefundResult:
+        refund = self._call(
+            lambda: self._client.v1.refunds.create(
+                params={"payment_intent": ref, "amount": amount}, options={"idempotency_key": idempotency_key}
+            )
+        )
+        data = refund.to_dict()
+        return RefundResult(ref=data["id"], amount=int(data.get("amount") or amount), status=data.get("status") or "")
 
     def parse_webhook(self, *, payload: bytes, headers: dict[str, str]) -> WebhookNotice:
         signature = headers.get("Stripe-Signature") or headers.get("stripe-signature") or ""

@@ -77,9 +77,9 @@ def test_purchase_through_localstripe_and_its_signed_webhook_shows_the_key(
         WebhookEvent.objects.filter(payment_ref=payment.provider_ref, event_type="payment_intent.succeeded").count()
         == 1
     )
-    page = Client().get(reverse("order-detail", kwargs={"token": order.token}))
     sold = LicenseKey.objects.get(order_line__order=order)
     assert sold.reveal() in keys
+    page = Client().post(reverse("order-reveal", kwargs={"token": order.token}), {"line": order.lines.get().pk})
     assert sold.reveal() in page.content.decode()
 
 

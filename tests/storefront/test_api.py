@@ -279,9 +279,10 @@ def test_order_status_by_token(client, make_order):
         900,
         "USD",
     )
-    assert [(line["product_name"], line["delivered"], line["keys"]) for line in body["lines"]] == [
-        ("Setup call", False, [])
+    assert [(line["product_name"], line["delivered"], line["has_keys"]) for line in body["lines"]] == [
+        ("Setup call", False, False)
     ]
+    assert "keys" not in body["lines"][0]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from catalog.models import FulfilmentKind
-from fulfillment.models import LicenseKey
+from fulfillment.models import DeliveryAccess, LicenseKey
 from fulfillment.services import download_token_for_line
 from orders.models import Order, OrderStatus
 from orders.services import order_mark_paid
@@ -224,14 +224,30 @@ def test_order_page_by_token_shows_only_that_orders_keys(client, paid_order):
     my_key = LicenseKey.objects.get(order_line__order=mine).reveal()
     their_key = LicenseKey.objects.get(order_line__order=theirs).reveal()
 
-    # When my order's page is opened by its token
+    # When my order's page is opened by its token, the key stays hidden until revealed
     response = client.get(f"/order/{mine.token}/")
-
-    # Then it shows my key only, and is not cached
     assert response.status_code == 200
-    assert my_key in html(response)
-    assert their_key not in html(response)
+    assert my_key not in html(response) and "Reveal key" in html(response)
     assert response["Cache-Control"] == "no-store"
+
+    # Then revealing shows my key only, and is logged with IP and user agent
+    revealed = client.post(f"/order/{mine.token}/reveal/", {"line": mine.lines.get().pk}, HTTP_USER_AGENT="UA/1")
+    assert my_key in html(revealed)
+    assert their_key not in html(revealed)
+    assert revealed["Cache-Control"] == "no-store"
+    access = DeliveryAccess.objects.get(order=mine)
+    assert (access.kind, access.ip, access.user_agent) == ("reveal", "127.0.0.1", "UA/1")
+
+
+def test_a_line_of_another_order_cannot_be_revealed_through_my_token(client, paid_order):
+    product = ProductFactory()
+    add_keys(product, 2)
+    mine, theirs = paid_order((product, 1)), paid_order((product, 1))
+
+    response = client.post(f"/order/{mine.token}/reveal/", {"line": theirs.lines.get().pk})
+
+    assert response.status_code == 404
+    assert not DeliveryAccess.objects.exists()
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from catalog.models import FulfilmentKind, Product
-from fulfillment.services import keys_add_to_pool
+from fulfillment.keys import keys_add_to_pool
 
 DEMO_PRODUCTS = [
     {

@@ -1,0 +1,241 @@
+"""The key pool: add, reserve, claim, release, revoke, lock, retire. Every move is audited."""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from catalog.models import FulfilmentKind, Product
+from fulfillment.crypto import encrypt_secret, fingerprint_secret
+from fulfillment.models import KeyEvent, KeyStatus, LicenseKey
+from orders.models import Order, OrderLine
+
+logger = logging.getLogger(__name__)
+
+MAX_KEY_LENGTH = 500
+
+
+def _audit(key_ids: list[int], *, type: str, actor: str, order: Order | None = None) -> None:
+    KeyEvent.objects.bulk_create(KeyEvent(key_id=k, type=type, actor=actor, order=order) for k in key_ids)
+
+
+def keys_add_to_pool(*, product: Product, secrets_: list[str], actor: str) -> int:
+    """Encrypt and add keys to a product's pool; blanks and keys already in it are skipped. Returns count added."""
+    rows: dict[str, LicenseKey] = {}
+    for plaintext in secrets_:
+        value = plaintext.strip()
+        if not value or len(value) > MAX_KEY_LENGTH:
+            continue
+        fp = fingerprint_secret(value)
+        rows.setdefault(fp, LicenseKey(product=product, ciphertext=encrypt_secret(value), fingerprint=fp))
+    existing = set(
+        LicenseKey.objects.filter(product=product, fingerprint__in=list(rows)).values_list("fingerprint", flat=True)
+    )
+    new = [row for fp, row in rows.items() if fp not in existing]
+    with transaction.atomic():
+        created = LicenseKey.objects.bulk_create(new, ignore_conflicts=True)
+        ids = list(
+            LicenseKey.objects.filter(product=product, fingerprint__in=[r.fingerprint for r in created]).values_list(
+                "pk", flat=True
+            )
+        )
+        _audit(ids, type="imported", actor=actor)
+        keys_after_stock_change(product_id=product.pk)
+    logger.info("%s added %d keys to product %s", actor, len(ids), product.pk)
+    return len(ids)
+
+
+def keys_stock(product: Product) -> int:
+    """Keys a shopper can buy now (available, not reserved, locked or sold)."""
+    return LicenseKey.objects.filter(product=product, status=KeyStatus.AVAILABLE).count()
+
+
+def keys_reserve_for_order(*, order: Order, actor: str = "checkout") -> bool:
+    """Hold one key per license-key unit of the order for the product's reservation window.
+
+    Already-held keys have their window extended. Returns False (and holds nothing new) when
+    a product does not have enough keys, so the shopper can be told before paying.
+    """
+    with transaction.atomic():
+        lines = [
+            line
+            for line in order.lines.select_related("product")
+            if line.kind == FulfilmentKind.LICENSE_KEY and not line.product.is_reusable_key
+        ]
+        for line in lines:
+            held = LicenseKey.objects.filter(
+                reserved_for=order, product_id=line.product_id, status=KeyStatus.RESERVED
+            ).count()
+            wanted = line.quantity - held
+            until = timezone.now() + timedelta(minutes=line.product.reservation_minutes)
+            LicenseKey.objects.filter(reserved_for=order, product_id=line.product_id, status=KeyStatus.RESERVED).update(
+                reserved_until=until
+            )
+            if wanted <= 0:
+                continue
+            ids = list(
+                LicenseKey.objects.select_for_update(skip_locked=True)
+                .filter(product_id=line.product_id, status=KeyStatus.AVAILABLE)
+                .order_by("id")
+                .values_list("id", flat=True)[:wanted]
+            )
+            if len(ids) < wanted:
+                transaction.set_rollback(True)
+                return False
+            LicenseKey.objects.filter(pk__in=ids, status=KeyStatus.AVAILABLE).update(
+                status=KeyStatus.RESERVED, reserved_for=order, reserved_until=until
+            )
+            _audit(ids, type="reserved", actor=actor, order=order)
+            keys_after_stock_change(product_id=line.product_id)
+    return True
+
+
+def keys_release_for_order(*, order: Order, actor: str) -> int:
+    """Return an order's reserved keys to the pool (cancelled or refunded before delivery)."""
+    with transaction.atomic():
+        ids = list(
+            LicenseKey.objects.select_for_update()
+            .filter(reserved_for=order, status=KeyStatus.RESERVED)
+            .values_list("pk", flat=True)
+        )
+        return _release(ids, actor=actor, order=order)
+
+
+def keys_release_expired(*, now=None) -> int:
+    """Return keys whose reservation window passed while their order was still unpaid."""
+    from orders.models import OrderStatus
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            LicenseKey.objects.select_for_update(skip_locked=True)
+            .filter(status=KeyStatus.RESERVED, reserved_until__lt=now)
+            .filter(Q(reserved_for__isnull=True) | Q(reserved_for__status=OrderStatus.PENDING_PAYMENT))
+            .values_list("pk", flat=True)[:5000]
+        )
+        return _release(ids, actor="reservation-expiry")
+
+
+def _release(ids: list[int], *, actor: str, order: Order | None = None) -> int:
+    if not ids:
+        return 0
+    products = set(LicenseKey.objects.filter(pk__in=ids).values_list("product_id", flat=True))
+    released = LicenseKey.objects.filter(pk__in=ids, status=KeyStatus.RESERVED).update(
+        status=KeyStatus.AVAILABLE, reserved_for=None, reserved_until=None
+    )
+    _audit(ids, type="released", actor=actor, order=order)
+    for product_id in products:
+        keys_after_stock_change(product_id=product_id)
+    return released
+
+
+def keys_claim_for_line(*, line: OrderLine, units: list[int]) -> int:
+    """Sell one key per unit index to this line, the order's reserved keys first; returns how many.
+
+    Pool rows are taken with SELECT ... FOR UPDATE SKIP LOCKED so concurrent buyers never wait on
+    each other; the UPDATE re-checks the status it selected on, and (order_line, unit_index) is
+    unique, so a key can never be sold twice nor a unit filled twice.
+    """
+    if not units:
+        return 0
+    reserved = list(
+        LicenseKey.objects.select_for_update()
+        .filter(product_id=line.product_id, status=KeyStatus.RESERVED, reserved_for_id=line.order_id)
+        .order_by("id")
+        .values_list("id", flat=True)[: len(units)]
+    )
+    pool = []
+    if len(reserved) < len(units):
+        pool = list(
+            LicenseKey.objects.select_for_update(skip_locked=True)
+            .filter(product_id=line.product_id, status=KeyStatus.AVAILABLE)
+            .order_by("id")
+            .values_list("id", flat=True)[: len(units) - len(reserved)]
+        )
+    now = timezone.now()
+    claimed: list[int] = []
+    for key_id, unit in zip(reserved + pool, units, strict=False):
+        expected = KeyStatus.RESERVED if key_id in reserved else KeyStatus.AVAILABLE
+        if LicenseKey.objects.filter(pk=key_id, status=expected).update(
+            status=KeyStatus.SOLD, order_line=line, unit_index=unit, sold_at=now, reserved_for=None, reserved_until=None
+        ):
+            claimed.append(key_id)
+    _audit(claimed, type="sold", actor="fulfillment", order=line.order)
+    if pool:
+        keys_after_stock_change(product_id=line.product_id)
+    return len(claimed)
+
+
+def keys_revoke_for_order(*, order: Order, actor: str, lines: list[OrderLine] | None = None) -> int:
+    """Revoke the sold keys of an order's lines (refund, dispute): they will never be shown again."""
+    query = LicenseKey.objects.filter(order_line__order=order, status=KeyStatus.SOLD)
+    if lines is not None:
+        query = query.filter(order_line__in=lines)
+    ids = list(query.values_list("pk", flat=True))
+    LicenseKey.objects.filter(pk__in=ids).update(status=KeyStatus.REVOKED)
+    _audit(ids, type="revoked", actor=actor, order=order)
+    return len(ids)
+
+
+_MERCHANT_MOVES = {
+    "lock": ({KeyStatus.AVAILABLE}, KeyStatus.LOCKED),
+    "unlock": ({KeyStatus.LOCKED}, KeyStatus.AVAILABLE),
+    "retire": ({KeyStatus.AVAILABLE, KeyStatus.LOCKED}, KeyStatus.RETIRED),
+}
+
+
+def keys_set_state(*, key_ids: list[int], action: str, actor: str) -> int:
+    """A merchant locks, unlocks or retires unsold keys. Sold or reserved keys are left alone."""
+    allowed_from, to_status = _MERCHANT_MOVES[action]
+    with transaction.atomic():
+        ids = list(
+            LicenseKey.objects.select_for_update()
+            .filter(pk__in=key_ids, status__in=allowed_from)
+            .values_list("pk", flat=True)
+        )
+        LicenseKey.objects.filter(pk__in=ids).update(status=to_status)
+        _audit(ids, type=action + ("ed" if action != "retire" else "d"), actor=actor)
+        for product_id in set(LicenseKey.objects.filter(pk__in=ids).values_list("product_id", flat=True)):
+            keys_after_stock_change(product_id=product_id)
+    return len(ids)
+
+
+def keys_after_stock_change(*, product_id: int) -> None:
+    """Alert merchants once when stock falls to the low-stock threshold; re-arm when it rises above."""
+    product = Product.objects.annotate(
+        stock=Count("license_keys", filter=Q(license_keys__status=KeyStatus.AVAILABLE))
+    ).get(pk=product_id)
+    low = product.stock <= product.low_stock_threshold
+    if low == product.low_stock_alerted:
+        return
+    Product.objects.filter(pk=product_id, low_stock_alerted=not low).update(low_stock_alerted=low)
+    if low:
+        transaction.on_commit(lambda: stock_alert_send(product_id=product_id))
+
+
+def stock_alert_send(*, product_id: int) -> None:
+    product = Product.objects.get(pk=product_id)
+    recipients = list(
+        get_user_model()
+        .objects.filter(is_active=True, is_staff=True)
+        .exclude(email="")
+        .filter(Q(is_superuser=True) | Q(user_permissions__codename="change_product"))
+        .values_list("email", flat=True)
+        .distinct()
+    )
+    if not recipients:
+        logger.warning("product %s is low on stock and no merchant has an email address", product_id)
+        return
+    stock = keys_stock(product)
+    send_mail(
+        f"Low stock: {product.name} ({stock} keys left)",
+        f"{product.name} has {stock} keys left (threshold {product.low_stock_threshold}).\n"
+        f"Import more in admin: {settings.SITE_URL}/admin/catalog/product/{product.pk}/change/\n",
+        settings.DEFAULT_FROM_EMAIL,
+        recipients,
+    )
