@@ -2,7 +2,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
 
 from catalog.models import Product
-from catalog.selectors import product_in_stock, product_list_for_sale
+from catalog.selectors import product_in_stock, product_list_for_sale, product_stock_label
 
 
 class ProductSerializer(serializers.ModelSerializer):
@@ -10,6 +10,7 @@ class ProductSerializer(serializers.ModelSerializer):
     description = serializers.CharField(source="localized_description")
     requires_shipping = serializers.BooleanField()
     in_stock = serializers.SerializerMethodField()
+    stock = serializers.SerializerMethodField(help_text='{"state": "in_stock|low|sold_out", "count": int or null}')
 
     class Meta:
         model = Product
@@ -23,10 +24,14 @@ class ProductSerializer(serializers.ModelSerializer):
             "max_per_order",
             "requires_shipping",
             "in_stock",
+            "stock",
         ]
 
     def get_in_stock(self, product) -> bool:
         return product_in_stock(product)
+
+    def get_stock(self, product) -> dict:
+        return product_stock_label(product)
 
 
 @extend_schema(tags=["catalog"])

@@ -58,7 +58,7 @@ class OrderAdmin(admin.ModelAdmin):
         "ship_country",
     )
     inlines = [OrderLineInline, OrderEventInline]
-    actions = ["mark_shipped"]
+    actions = ["mark_shipped", "resend_delivery_email", "refund_in_full"]
 
     def has_add_permission(self, request):
         return False
@@ -73,3 +73,28 @@ class OrderAdmin(admin.ModelAdmin):
             except IllegalTransition as exc:
                 self.message_user(request, str(exc), messages.WARNING)
         self.message_user(request, f"{done} order(s) marked shipped.")
+
+    @admin.action(description="Resend the delivery email")
+    def resend_delivery_email(self, request, queryset):
+        from fulfillment.services import order_resend_delivery_email
+
+        sent = 0
+        for order in queryset.exclude(status__in=[OrderStatus.PENDING_PAYMENT, OrderStatus.CANCELLED]):
+            order_resend_delivery_email(order=order, actor=f"staff:{request.user.get_username()}")
+            sent += 1
+        self.message_user(request, f"Delivery email queued for {sent} order(s).")
+
+    @admin.action(description="Refund in full (revokes keys and download links)", permissions=["refund"])
+    def refund_in_full(self, request, queryset):
+        from payments.providers.base import PaymentError
+        from payments.refunds import RefundNotAllowed, refund_issue
+
+        for order in queryset:
+            try:
+                refund_issue(order=order, actor=f"staff:{request.user.get_username()}", reason="Refunded from admin.")
+                self.message_user(request, f"{order.number} refunded.")
+            except (RefundNotAllowed, PaymentError) as exc:
+                self.message_user(request, f"{order.number}: not refunded ({exc}).", messages.ERROR)
+
+    def has_refund_permission(self, request):
+        return request.user.has_perm("orders.refund_order")

@@ -62,6 +62,7 @@ class Order(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("refund_order", "Can refund orders")]
         indexes = [models.Index(fields=["status", "paid_at"], name="order_status_paid_at")]
         constraints = [
             models.CheckConstraint(

@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from catalog.models import FulfilmentKind, Product
-from catalog.selectors import product_get_for_sale, product_in_stock, product_list_for_sale
+from catalog.selectors import product_get_for_sale, product_in_stock, product_list_for_sale, product_stock_label
 from fulfillment.models import KeyStatus
 from fulfillment.services import DownloadUnavailable, download_start, download_token_for_line, order_reveal_keys
 from orders.cart import cart_add, cart_clear, cart_lines, cart_set_quantity
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 @require_GET
 def product_list(request):
-    products = [(p, product_in_stock(p)) for p in product_list_for_sale()]
+    products = [(p, product_stock_label(p)) for p in product_list_for_sale()]
     return render(request, "storefront/product_list.html", {"products": products})
 
 
@@ -45,7 +45,12 @@ def product_detail(request, slug: str):
     return render(
         request,
         "storefront/product_detail.html",
-        {"product": product, "in_stock": product_in_stock(product), "quantities": range(1, product.max_per_order + 1)},
+        {
+            "product": product,
+            "in_stock": product_in_stock(product),
+            "stock": product_stock_label(product),
+            "quantities": range(1, product.max_per_order + 1),
+        },
     )
 
 

@@ -86,8 +86,10 @@ def test_product_list_lists_products_on_sale_with_stock(client):
         "max_per_order": 5,
         "requires_shipping": False,
         "in_stock": True,
+        "stock": {"state": "low", "count": None},  # 1 key, threshold 5
     }
     assert by_name["Sold Out"]["in_stock"] is False
+    assert by_name["Sold Out"]["stock"] == {"state": "sold_out", "count": None}
     assert by_name["Book"]["requires_shipping"] is True
 
 
