@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -134,40 +134,61 @@ def _release(ids: list[int], *, actor: str, order: Order | None = None) -> int:
     return released
 
 
+_CLAIM_ONE_SQL = """
+UPDATE fulfillment_licensekey
+   SET status = 'sold', order_line_id = %(line)s, unit_index = %(unit)s, sold_at = %(now)s,
+       reserved_for_id = NULL, reserved_until = NULL
+ WHERE id = (SELECT id FROM fulfillment_licensekey
+              WHERE product_id = %(product)s AND status = 'available'
+              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING id
+"""
+
+
 def keys_claim_for_line(*, line: OrderLine, units: list[int]) -> int:
     """Sell one key per unit index to this line, the order's reserved keys first; returns how many.
 
-    Pool rows are taken with SELECT ... FOR UPDATE SKIP LOCKED so concurrent buyers never wait on
-    each other; the UPDATE re-checks the status it selected on, and (order_line, unit_index) is
-    unique, so a key can never be sold twice nor a unit filled twice.
+    Pool keys are taken with SELECT ... FOR UPDATE SKIP LOCKED so concurrent buyers never wait on
+    each other (on PostgreSQL in one UPDATE ... RETURNING round trip per key); every UPDATE
+    re-checks the status it took the key in, and (order_line, unit_index) is unique, so a key
+    can never be sold twice nor a unit filled twice. Call inside a transaction.
     """
     if not units:
         return 0
+    now = timezone.now()
+    claimed: list[int] = []
     reserved = list(
         LicenseKey.objects.select_for_update()
         .filter(product_id=line.product_id, status=KeyStatus.RESERVED, reserved_for_id=line.order_id)
         .order_by("id")
         .values_list("id", flat=True)[: len(units)]
     )
-    pool = []
-    if len(reserved) < len(units):
-        pool = list(
-            LicenseKey.objects.select_for_update(skip_locked=True)
-            .filter(product_id=line.product_id, status=KeyStatus.AVAILABLE)
-            .order_by("id")
-            .values_list("id", flat=True)[: len(units) - len(reserved)]
-        )
-    now = timezone.now()
-    claimed: list[int] = []
-    for key_id, unit in zip(reserved + pool, units, strict=False):
-        expected = KeyStatus.RESERVED if key_id in reserved else KeyStatus.AVAILABLE
-        if LicenseKey.objects.filter(pk=key_id, status=expected).update(
+    for key_id, unit in zip(reserved, units, strict=False):
+        if LicenseKey.objects.filter(pk=key_id, status=KeyStatus.RESERVED).update(
             status=KeyStatus.SOLD, order_line=line, unit_index=unit, sold_at=now, reserved_for=None, reserved_until=None
         ):
             claimed.append(key_id)
+    remaining = units[len(claimed) :]
+    if remaining and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            for unit in remaining:
+                cursor.execute(_CLAIM_ONE_SQL, {"line": line.pk, "unit": unit, "now": now, "product": line.product_id})
+                row = cursor.fetchone()
+                if row is None:
+                    break
+                claimed.append(row[0])
+    elif remaining:  # SQLite (demo): writes are serialised by the database lock anyway
+        pool = list(
+            LicenseKey.objects.filter(product_id=line.product_id, status=KeyStatus.AVAILABLE)
+            .order_by("id")
+            .values_list("id", flat=True)[: len(remaining)]
+        )
+        for key_id, unit in zip(pool, remaining, strict=False):
+            if LicenseKey.objects.filter(pk=key_id, status=KeyStatus.AVAILABLE).update(
+                status=KeyStatus.SOLD, order_line=line, unit_index=unit, sold_at=now
+            ):
+                claimed.append(key_id)
     _audit(claimed, type="sold", actor="fulfillment", order=line.order)
-    if pool:
-        keys_after_stock_change(product_id=line.product_id)
     return len(claimed)
 
 
@@ -213,8 +234,9 @@ def keys_after_stock_change(*, product_id: int) -> None:
     low = product.stock <= product.low_stock_threshold
     if low == product.low_stock_alerted:
         return
-    Product.objects.filter(pk=product_id, low_stock_alerted=not low).update(low_stock_alerted=low)
-    if low:
+    # Only the transaction that flips the flag alerts: concurrent claims cannot send twice.
+    flipped = Product.objects.filter(pk=product_id, low_stock_alerted=not low).update(low_stock_alerted=low)
+    if low and flipped:
         transaction.on_commit(lambda: stock_alert_send(product_id=product_id))
 
 

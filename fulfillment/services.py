@@ -11,7 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import FulfilmentKind
-from fulfillment.keys import keys_claim_for_line
+from fulfillment.keys import keys_after_stock_change, keys_claim_for_line
 from fulfillment.models import DeliveryAccess, KeyStatus, Membership
 from orders.models import Order, OrderLine, OrderStatus
 from orders.status import determine_fulfilment_status, order_event_record, order_lock, order_transition
@@ -53,6 +53,8 @@ def order_deliver(*, order_id: int, actor: str = "fulfillment") -> Order:
     for line in lines:
         if not line.delivered_at and not line.requires_shipping:
             _deliver_line(line, now)
+    for product_id in {line.product_id for line in lines if line.kind == FulfilmentKind.LICENSE_KEY}:
+        keys_after_stock_change(product_id=product_id)
     target = determine_fulfilment_status(lines)
     if target == order.status:
         return order

@@ -15,17 +15,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "storefront.settings_test")
 BASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/storefront")
-BENCH_DB = "storefront_bench"
+BENCH_DB = f"storefront_bench_{os.getpid()}"
 os.environ["DATABASE_URL"] = BASE_URL.rsplit("/", 1)[0] + "/" + BENCH_DB
 
 
-def recreate_database() -> None:
+def recreate_database(*, drop_only: bool = False) -> None:
     import psycopg
 
     admin = BASE_URL.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+        if not drop_only:
+            conn.execute(f"CREATE DATABASE {BENCH_DB}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -82,16 +83,23 @@ def _order(product, quantity: int = 1):
     )
 
 
-def bench_key_claims(*, products: int, buyers: int = 16, orders_total: int = 3200, budget_s: float = 60.0) -> dict:
-    """Paid orders delivered by `buyers` concurrent threads, keys from `products` pools."""
-    from django.db import connection
+def bench_key_claims(
+    *, products: int, buyers: int = 16, orders_total: int = 3200, budget_s: float = 60.0, full_delivery: bool
+) -> dict:
+    """`buyers` concurrent threads take keys from `products` pools: either the claim alone (one
+    transaction per unit) or the whole delivery of a paid order (status, events, email)."""
+    from django.db import connection, transaction
+
+    from fulfillment.keys import keys_claim_for_line
+    from orders.models import OrderLine
 
     from fulfillment.models import LicenseKey
     from fulfillment.services import order_deliver
     from orders.models import Order, OrderStatus
     from tests.factories import ProductFactory, add_keys
 
-    pools = [ProductFactory(slug=f"bench-claim-{products}-{i}", max_per_order=1) for i in range(products)]
+    label = "full" if full_delivery else "claim"
+    pools = [ProductFactory(slug=f"bench-{label}-{products}-{i}", max_per_order=1) for i in range(products)]
     per_product = orders_total // products
     order_ids: list[int] = []
     for product in pools:
@@ -113,7 +121,12 @@ def bench_key_claims(*, products: int, buyers: int = 16, orders_total: int = 320
                     if not queue:
                         return
                     order_id = queue.pop()
-                order_deliver(order_id=order_id)
+                if full_delivery:
+                    order_deliver(order_id=order_id)
+                else:
+                    with transaction.atomic():
+                        line = OrderLine.objects.get(order_id=order_id)
+                        keys_claim_for_line(line=line, units=[0])
                 with lock:
                     done[0] += 1
         finally:
@@ -160,13 +173,21 @@ def main() -> None:
         f"webhook -> key visible (in-process, sequential, {latency['orders']} orders): "
         f"p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms"
     )
-    for products in (1, 10):
-        claims = bench_key_claims(products=products)
-        print(
-            f"key claims, {claims['buyers']} concurrent buyers, {products} product(s): "
-            f"{claims['keys_per_s']:.0f} keys/s ({claims['orders']} orders in {claims['seconds']:.1f} s)"
-        )
+    for full in (False, True):
+        for products in (1, 10):
+            claims = bench_key_claims(products=products, full_delivery=full)
+            what = "paid orders delivered (claim + status + events + email)" if full else "keys claimed"
+            print(
+                f"{what}, {claims['buyers']} concurrent buyers, {products} product(s): "
+                f"{claims['keys_per_s']:.0f}/s ({claims['orders']} in {claims['seconds']:.1f} s)"
+            )
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        recreate_database(drop_only=True)
