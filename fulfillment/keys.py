@@ -113,7 +113,7 @@ def keys_release_expired(*, now=None) -> int:
     now = now or timezone.now()
     with transaction.atomic():
         ids = list(
-            LicenseKey.objects.select_for_update(skip_locked=True)
+            LicenseKey.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=KeyStatus.RESERVED, reserved_until__lt=now)
             .filter(Q(reserved_for__isnull=True) | Q(reserved_for__status=OrderStatus.PENDING_PAYMENT))
             .values_list("pk", flat=True)[:5000]
