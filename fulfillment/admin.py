@@ -1,16 +1,146 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
-from fulfillment.models import LicenseKey
+from fulfillment.imports import key_import_resume
+from fulfillment.keys import keys_set_state
+from fulfillment.models import ImportStatus, KeyEvent, KeyImport, LicenseKey
+
+
+class KeyEventInline(admin.TabularInline):
+    """The key's audit trail, oldest first; read-only."""
+
+    model = KeyEvent
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "type", "actor", "order")
+    readonly_fields = fields
+    verbose_name = "event"
+    verbose_name_plural = "audit trail"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(LicenseKey)
 class LicenseKeyAdmin(admin.ModelAdmin):
-    """Keys are listed by status and owner only; the secret is never shown here."""
+    """Keys are listed by status and owner only: neither the secret nor its ciphertext is ever shown here.
 
-    list_display = ("id", "product", "status", "order_line", "sold_at", "created_at")
+    Merchants lock, unlock or retire unsold keys through keys_set_state; sold and reserved keys are left alone.
+    Keys are never deleted (that would erase their audit trail): retire them instead.
+    """
+
+    list_display = ("id", "product", "status", "note", "order_line", "reserved_until", "sold_at", "created_at")
     list_filter = ("status", "product")
-    fields = ("product", "status", "note", "order_line", "unit_index", "sold_at", "created_at")
+    list_select_related = ("product", "order_line")
+    fields = (
+        "product",
+        "status",
+        "note",
+        "order_line",
+        "unit_index",
+        "reserved_for",
+        "reserved_until",
+        "sold_at",
+        "created_at",
+    )
     readonly_fields = fields
+    inlines = [KeyEventInline]
+    actions = ["lock_keys", "unlock_keys", "retire_keys"]
 
     def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def _set_state(self, request, queryset, action: str, done: str) -> None:
+        key_ids = list(queryset.values_list("pk", flat=True))
+        changed = keys_set_state(key_ids=key_ids, action=action, actor=f"staff:{request.user.get_username()}")
+        self.message_user(request, f"{changed} key(s) {done}.")
+        if changed < len(key_ids):
+            self.message_user(
+                request,
+                f"{len(key_ids) - changed} key(s) left as they were (sold, reserved, or not in a state to be {done}).",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Lock selected keys (hold back from sale)", permissions=["change"])
+    def lock_keys(self, request, queryset):
+        self._set_state(request, queryset, "lock", "locked")
+
+    @admin.action(description="Unlock selected keys (back on sale)", permissions=["change"])
+    def unlock_keys(self, request, queryset):
+        self._set_state(request, queryset, "unlock", "unlocked")
+
+    @admin.action(description="Retire selected keys (never sell)", permissions=["change"])
+    def retire_keys(self, request, queryset):
+        self._set_state(request, queryset, "retire", "retired")
+
+
+@admin.register(KeyImport)
+class KeyImportAdmin(admin.ModelAdmin):
+    """Bulk imports and their reports, read-only. The uploaded file is never offered here (keys in clear)."""
+
+    list_display = (
+        "id",
+        "product",
+        "status",
+        "progress",
+        "total_lines",
+        "added",
+        "duplicates_in_file",
+        "duplicates_existing",
+        "blank",
+        "too_long",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("status", "product")
+    list_select_related = ("product",)
+    fields = (
+        "product",
+        "status",
+        "delimiter",
+        "created_by",
+        "total_lines",
+        "processed_lines",
+        "added",
+        "duplicates_in_file",
+        "duplicates_existing",
+        "blank",
+        "too_long",
+        "error",
+        "created_at",
+        "finished_at",
+    )
+    readonly_fields = fields
+    actions = ["resume_imports"]
+
+    @admin.action(description="Resume selected failed imports", permissions=["resume"])
+    def resume_imports(self, request, queryset):
+        failed = list(queryset.filter(status=ImportStatus.FAILED).values_list("pk", flat=True))
+        for import_id in failed:
+            key_import_resume(import_id=import_id)
+        self.message_user(request, f"{len(failed)} import(s) resumed.")
+
+    def has_resume_permission(self, request):
+        return request.user.has_perm("fulfillment.add_licensekey")
+
+    @admin.display(description="progress")
+    def progress(self, obj):
+        url = reverse("admin:catalog_product_key_import", args=[obj.pk])
+        return format_html('<a href="{}">{}%</a>', url, obj.percent)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

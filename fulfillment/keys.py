@@ -107,15 +107,20 @@ def keys_release_for_order(*, order: Order, actor: str) -> int:
 
 
 def keys_release_expired(*, now=None) -> int:
-    """Return keys whose reservation window passed while their order was still unpaid."""
+    """Return keys whose reservation window passed while their order was still unpaid, and any
+    still held for an order that was cancelled or refunded."""
     from orders.models import OrderStatus
 
     now = now or timezone.now()
     with transaction.atomic():
         ids = list(
             LicenseKey.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=KeyStatus.RESERVED, reserved_until__lt=now)
-            .filter(Q(reserved_for__isnull=True) | Q(reserved_for__status=OrderStatus.PENDING_PAYMENT))
+            .filter(status=KeyStatus.RESERVED)
+            .filter(
+                Q(reserved_until__lt=now, reserved_for__isnull=True)
+                | Q(reserved_until__lt=now, reserved_for__status=OrderStatus.PENDING_PAYMENT)
+                | Q(reserved_for__status__in=[OrderStatus.CANCELLED, OrderStatus.REFUNDED])
+            )
             .values_list("pk", flat=True)[:5000]
         )
         return _release(ids, actor="reservation-expiry")
@@ -231,6 +236,8 @@ def keys_after_stock_change(*, product_id: int) -> None:
     product = Product.objects.annotate(
         stock=Count("license_keys", filter=Q(license_keys__status=KeyStatus.AVAILABLE))
     ).get(pk=product_id)
+    if product.is_reusable_key:
+        return
     low = product.stock <= product.low_stock_threshold
     if low == product.low_stock_alerted:
         return
@@ -246,7 +253,11 @@ def stock_alert_send(*, product_id: int) -> None:
         get_user_model()
         .objects.filter(is_active=True, is_staff=True)
         .exclude(email="")
-        .filter(Q(is_superuser=True) | Q(user_permissions__codename="change_product"))
+        .filter(
+            Q(is_superuser=True)
+            | Q(user_permissions__codename="change_product", user_permissions__content_type__app_label="catalog")
+            | Q(groups__permissions__codename="change_product", groups__permissions__content_type__app_label="catalog")
+        )
         .values_list("email", flat=True)
         .distinct()
     )

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from catalog.models import FulfilmentKind
 from fulfillment.keys import keys_after_stock_change, keys_claim_for_line
-from fulfillment.models import DeliveryAccess, KeyStatus, Membership
+from fulfillment.models import DeliveryAccess, KeyStatus, LicenseKey, Membership
 from orders.models import Order, OrderLine, OrderStatus
 from orders.status import determine_fulfilment_status, order_event_record, order_lock, order_transition
 
@@ -75,9 +75,10 @@ def backorders_fill(*, product_id: int) -> int:
     filled = 0
     for order_id in list(waiting):
         order = order_deliver(order_id=order_id, actor="backorder")
-        if order.status == OrderStatus.AWAITING_STOCK:
-            break  # the stock ran out again: later orders keep their place in the queue
-        filled += 1
+        if order.status != OrderStatus.AWAITING_STOCK:
+            filled += 1
+        elif not LicenseKey.objects.filter(product_id=product_id, status=KeyStatus.AVAILABLE).exists():
+            break  # this product ran out again: later orders keep their place in the queue
     return filled
 
 
@@ -192,7 +193,12 @@ def order_resend_delivery_email(*, order: Order, actor: str) -> None:
     """Staff resend the delivery email (the order page always works, email or not)."""
     from orders.tasks import send_order_email
 
-    template = "order_awaiting_stock" if order.status == OrderStatus.AWAITING_STOCK else "order_delivered"
+    if order.status == OrderStatus.REFUNDED:
+        template = "order_refunded"
+    elif order.status == OrderStatus.AWAITING_STOCK:
+        template = "order_awaiting_stock"
+    else:
+        template = "order_delivered"
     order_event_record(order=order, type="email_resend_requested", actor=actor, data={"template": template})
     transaction.on_commit(lambda: send_order_email.delay(order.pk, template))
 

@@ -10,12 +10,13 @@ from rest_framework.views import APIView
 
 from catalog.models import Product
 from orders.cart import CartLine, cart_clear, cart_lines, cart_set_quantity
+from orders.errors import MESSAGES
 from orders.models import Order
 from orders.selectors import order_get_by_token
 from orders.services import ShippingAddress, checkout_create_order
 from payments.models import PaymentStatus
 from payments.providers.base import PaymentDeclined, PaymentError
-from payments.services import OrderNotPayable, payment_confirm_card, payment_start_for_order
+from payments.services import OrderNotPayable, OrderOutOfStock, payment_confirm_card, payment_start_for_order
 from storefront.api_errors import ApiError
 from storefront.ratelimit import client_ip
 
@@ -142,7 +143,9 @@ def order_status_payload(order: Order) -> dict:
                 "quantity": line.quantity,
                 "line_total": line.line_total,
                 "delivered": bool(line.delivered_at),
-                "has_keys": live and line.kind == "license_key" and line.delivered_at is not None,
+                "has_keys": live
+                and line.kind == "license_key"
+                and (line.delivered_at is not None or any(k.status == "sold" for k in line.license_keys.all())),
                 "booking_reference": line.booking_reference,
             }
             for line in order.lines.all()
@@ -186,6 +189,8 @@ class CheckoutApi(APIView):
             cart_clear(request.session)
         try:
             payment = payment_start_for_order(order=order)
+        except OrderOutOfStock:
+            raise ApiError("out_of_stock", str(MESSAGES["order_sold_out"]), status.HTTP_409_CONFLICT) from None
         except PaymentError:
             payment = None  # the order stands; the shopper retries payment from its page
         body = {"order_token": order.token, "order": order_status_payload(order), "payment": _payment_payload(payment)}
@@ -224,6 +229,8 @@ class OrderPayApi(APIView):
         try:
             payment = payment_start_for_order(order=order)
             payment = payment_confirm_card(payment=payment, card_token=data.validated_data["card_token"])
+        except OrderOutOfStock:
+            raise ApiError("out_of_stock", str(MESSAGES["order_sold_out"]), status.HTTP_409_CONFLICT) from None
         except OrderNotPayable:
             raise ApiError(
                 "order_not_payable", _("This order can no longer be paid."), status.HTTP_409_CONFLICT

@@ -62,7 +62,7 @@ def checkout_validate_lines(lines: list[CartLine]) -> None:
             raise CheckoutError("product_unavailable", product=product.localized_name)
         if line.quantity > product.max_per_order:
             raise CheckoutError("quantity_over_maximum", maximum=product.max_per_order)
-        if product.kind == FulfilmentKind.LICENSE_KEY:
+        if product.kind == FulfilmentKind.LICENSE_KEY and not product.is_reusable_key:
             available = product.license_keys.filter(status=KeyStatus.AVAILABLE).count()
             if available < line.quantity:
                 raise CheckoutError("out_of_stock", available=available, product=product.localized_name)

@@ -16,7 +16,7 @@ from catalog.selectors import product_get_for_sale, product_in_stock, product_li
 from fulfillment.models import KeyStatus
 from fulfillment.services import DownloadUnavailable, download_start, download_token_for_line, order_reveal_keys
 from orders.cart import cart_add, cart_clear, cart_lines, cart_set_quantity
-from orders.errors import CheckoutError
+from orders.errors import MESSAGES, CheckoutError
 from orders.models import OrderLine, OrderStatus
 from orders.selectors import order_find_for_lookup, order_get_by_token
 from orders.services import checkout_create_order, checkout_requires_shipping
@@ -143,7 +143,7 @@ def pay_view(request, token: str):
     try:
         payment = payment_start_for_order(order=order)
     except OrderOutOfStock:
-        payment, error = None, _("Sorry, part of this order sold out before payment. Please start a new order.")
+        payment, error = None, MESSAGES["order_sold_out"]
     except PaymentError:
         payment, error = None, _("Payment is unavailable right now; please try again in a moment.")
     context = {

@@ -91,11 +91,9 @@ def bench_key_claims(
     from django.db import connection, transaction
 
     from fulfillment.keys import keys_claim_for_line
-    from orders.models import OrderLine
-
     from fulfillment.models import LicenseKey
     from fulfillment.services import order_deliver
-    from orders.models import Order, OrderStatus
+    from orders.models import Order, OrderLine, OrderStatus
     from tests.factories import ProductFactory, add_keys
 
     label = "full" if full_delivery else "claim"
@@ -168,6 +166,10 @@ def main() -> None:
         f"# Benchmarks {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()}: {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, PostgreSQL + Redis on 127.0.0.1"
     )
+    from tests.bench_import import bench_key_import
+
+    imported = bench_key_import()
+    print(f"key import: {imported['keys_per_s']:.0f} keys/s ({imported['keys']} keys in {imported['seconds']:.1f} s)")
     latency = bench_webhook_to_key_visible()
     print(
         f"webhook -> key visible (in-process, sequential, {latency['orders']} orders): "
