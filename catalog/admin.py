@@ -21,14 +21,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from catalog.models import FulfilmentKind, Product
-from fulfillment.imports import (
-    KeyImportRejected,
-    SharedKeyRejected,
-    key_import_create,
-    keys_export_unsold,
-    keys_set_shared,
-)
-from fulfillment.keys import MAX_KEY_LENGTH
+from fulfillment.imports import KeyImportRejected, key_import_create
+from fulfillment.keys import MAX_KEY_LENGTH, SharedKeyRejected, keys_export_unsold, keys_set_shared
 from fulfillment.models import ImportStatus, KeyImport, KeyStatus, LicenseKey
 
 IMPORT_PERMISSION = "fulfillment.add_licensekey"

@@ -50,14 +50,6 @@ class KeyImportRejected(Exception):
         self.message = message
 
 
-class SharedKeyRejected(Exception):
-    """A shared key that cannot be set, with a message for the merchant. Nothing was changed."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Reading a key file
 # ---------------------------------------------------------------------------------------------------------
@@ -411,74 +403,3 @@ def _finish(key_import: KeyImport) -> None:
 def run_key_import(import_id: int) -> str | None:
     key_import = key_import_run(import_id=import_id)
     return key_import.status if key_import else None
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Export, and the shared key of a reusable-key product
-# ---------------------------------------------------------------------------------------------------------
-
-EXPORT_CHUNK = 2000
-
-
-@dataclass(frozen=True)
-class KeyExport:
-    """Unsold keys already recorded as exported; `rows` decrypts them lazily, (key, note) in pool order."""
-
-    count: int
-    rows: Iterator[tuple[str, str]]
-
-
-def keys_export_unsold(*, product: Product, actor: str) -> KeyExport:
-    """Export a product's available keys in clear, recording an 'exported' event for each, by whom.
-
-    The audit rows are written before any key is decrypted; the log line has the count, never a key.
-    """
-    ids = list(
-        LicenseKey.objects.filter(product=product, status=KeyStatus.AVAILABLE)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-    with transaction.atomic():
-        KeyEvent.objects.bulk_create(
-            (KeyEvent(key_id=pk, type="exported", actor=actor) for pk in ids), batch_size=EXPORT_CHUNK
-        )
-    logger.info("%s exported %d unsold keys of product %s", actor, len(ids), product.pk)
-    return KeyExport(count=len(ids), rows=_decrypted(ids))
-
-
-def _decrypted(ids: list[int]) -> Iterator[tuple[str, str]]:
-    for start in range(0, len(ids), EXPORT_CHUNK):
-        chunk = ids[start : start + EXPORT_CHUNK]
-        for key in LicenseKey.objects.filter(pk__in=chunk).order_by("pk").only("ciphertext", "note"):
-            yield key.reveal(), key.note
-
-
-def keys_set_shared(*, product: Product, secret: str, actor: str) -> None:
-    """Make a license-key product sell one shared code to every buyer, or replace that code.
-
-    The code is stored encrypted and never shown back here. A product that still has unsold keys in
-    its pool is refused (retire them first), so no key is stranded. Orders that were waiting for stock
-    are delivered once this commits.
-    """
-    from fulfillment.tasks import fill_backorders  # tasks imports this module
-
-    value = secret.strip()
-    if product.kind != FulfilmentKind.LICENSE_KEY:
-        raise SharedKeyRejected("Only a license-key product can have a shared key.")
-    if not value:
-        raise SharedKeyRejected("The shared key is empty.")
-    if len(value) > MAX_KEY_LENGTH:
-        raise SharedKeyRejected(f"The shared key is longer than {MAX_KEY_LENGTH} characters.")
-    with transaction.atomic():
-        locked = Product.objects.select_for_update().get(pk=product.pk)
-        unsold = locked.license_keys.filter(status__in=[KeyStatus.AVAILABLE, KeyStatus.RESERVED]).count()
-        if unsold:
-            raise SharedKeyRejected(
-                f"This product still has {unsold} unsold key(s) in its pool. Retire them before switching it "
-                "to a shared key."
-            )
-        ciphertext = encrypt_secret(value)
-        Product.objects.filter(pk=product.pk).update(shared_key_ciphertext=ciphertext)
-        product.shared_key_ciphertext = ciphertext
-        transaction.on_commit(lambda: fill_backorders.delay(product.pk))
-    logger.info("%s set the shared key of product %s", actor, product.pk)

@@ -60,7 +60,8 @@ def order_deliver(*, order_id: int, actor: str = "fulfillment") -> Order:
         return order
     order = order_transition(order=order, to_status=target, actor=actor)
     email = "order_awaiting_stock" if target == OrderStatus.AWAITING_STOCK else "order_delivered"
-    transaction.on_commit(lambda: send_order_email.delay(order.pk, email))
+    # robust: a broker outage must not fail the request that delivered; the page works without email
+    transaction.on_commit(lambda: send_order_email.delay(order.pk, email), robust=True)
     return order
 
 

@@ -165,7 +165,8 @@ def order_mark_paid(*, order_id: int, amount: int, currency: str, payment_ref: s
     order = order_transition(order=order, to_status=OrderStatus.PAID, actor=actor, data={"payment": payment_ref})
     assessment = risk_assess_order(order=order)
     if assessment.decision == RiskDecision.APPROVE:
-        transaction.on_commit(lambda: deliver_order.delay(order.pk))
+        # robust: if the broker is down the sweeper delivers; the payment must still be recorded
+        transaction.on_commit(lambda: deliver_order.delay(order.pk), robust=True)
         return order
     return order_transition(
         order=order,

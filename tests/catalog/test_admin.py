@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from catalog.models import FulfilmentKind, Product
-from fulfillment import imports
+from fulfillment import imports, keys
 from fulfillment.crypto import decrypt_secret
 from fulfillment.models import ImportStatus, KeyEvent, KeyImport, KeyStatus, LicenseKey
 from tests.factories import ProductFactory, add_keys
@@ -73,7 +73,7 @@ def test_product_list_shows_stock_reserved_sold_and_low_stock(merchant_client):
     add_keys(plenty, 6)
     download = ProductFactory(name="Download", kind=FulfilmentKind.DOWNLOAD)
     shared = ProductFactory(name="Shared")
-    imports.keys_set_shared(product=shared, secret="SHARED-CODE", actor="test")
+    keys.keys_set_shared(product=shared, secret="SHARED-CODE", actor="test")
 
     # When the merchant opens the product list
     page = merchant_client.get(reverse("admin:catalog_product_changelist")).content.decode()
@@ -338,7 +338,7 @@ def test_a_shared_key_is_refused_while_unsold_keys_are_in_the_pool(merchant_clie
 
 def test_a_reusable_key_product_takes_no_import(merchant_client):
     product = ProductFactory()
-    imports.keys_set_shared(product=product, secret="SHARED-Y", actor="test")
+    keys.keys_set_shared(product=product, secret="SHARED-Y", actor="test")
 
     response = merchant_client.post(
         reverse("admin:catalog_product_import_keys", args=[product.pk]),

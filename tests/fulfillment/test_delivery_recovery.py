@@ -138,3 +138,41 @@ def test_webhook_hands_delivery_to_a_real_worker_through_redis(make_order, celer
         time.sleep(0.1)
     assert order.status == OrderStatus.FULFILLED
     assert LicenseKey.objects.filter(order_line__order=order).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_outage_never_fails_the_payment_or_the_order_page(make_order, monkeypatch):
+    # Given the queue is down when the payment webhook arrives
+    from fulfillment import tasks as fulfillment_tasks
+    from orders import tasks as order_tasks
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(fulfillment_tasks.deliver_order, "delay", broker_down)
+    monkeypatch.setattr(order_tasks.send_order_email, "delay", broker_down)
+    product = ProductFactory()
+    add_keys(product, 2)
+    order = make_order((product, 1))
+    Payment.objects.create(
+        order=order, provider="stripe", provider_ref="pi_broker", amount=order.total_amount, currency="USD"
+    )
+    payload, header = signed_stripe_event(
+        payment_intent_event(event_id="evt_broker", intent_id="pi_broker", amount=order.total_amount)
+    )
+
+    # When it is processed, the payment is recorded and the shop answers normally
+    response = Client().post(
+        "/payments/stripe/webhook/", data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+    assert response.status_code == 200
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PAID
+
+    # Then the sweeper (run once the broker is back) delivers, and the page shows the order
+    monkeypatch.undo()
+    Order.objects.filter(pk=order.pk).update(paid_at=timezone.now() - timedelta(minutes=10))
+    sweep_undelivered_orders()
+    order.refresh_from_db()
+    assert order.status == OrderStatus.FULFILLED
+    assert Client().get(f"/order/{order.token}/").status_code == 200
