@@ -186,7 +186,9 @@ def _order_page(request, order, *, revealed: dict[int, list[str]] | None = None,
     }
     response = render(request, "storefront/order_detail.html", context, status=status)
     response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: the token never leaves the site, and browsers still send a
+    # real Origin on the reveal form (with no-referrer they send "Origin: null" and CSRF refuses it)
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 

@@ -444,3 +444,23 @@ def test_pay_page_of_a_paid_order_redirects_to_the_order(client, paid_order):
 
 def test_pay_page_with_a_bad_token_is_404(client):
     assert client.get("/pay/not-a-real-token/").status_code == 404
+
+
+def test_reveal_form_passes_csrf_as_a_browser_sends_it(paid_order):
+    # Browsers send the page's Origin on the form POST unless the page's referrer policy hides it
+    product = ProductFactory()
+    add_keys(product, 1)
+    order = paid_order((product, 1))
+    browser = Client(enforce_csrf_checks=True)
+
+    page = browser.get(f"/order/{order.token}/")
+    assert page["Referrer-Policy"] == "same-origin"
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html(page)).group(1)
+    revealed = browser.post(
+        f"/order/{order.token}/reveal/",
+        {"line": order.lines.get().pk, "csrfmiddlewaretoken": token},
+        HTTP_ORIGIN="http://testserver",
+    )
+
+    assert revealed.status_code == 200
+    assert LicenseKey.objects.get(order_line__order=order).reveal() in html(revealed)
