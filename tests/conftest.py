@@ -71,3 +71,44 @@ def make_order():
         )
 
     return make
+
+
+TEST_CARD = {"number": "4242424242424242", "exp_month": "12", "exp_year": "2031", "cvc": "123"}
+
+
+def record_payment(order, capture, *, locale: str | None = None):
+    """Record the order's payment without a provider and run delivery as after commit.
+
+    `capture` is pytest-django's django_capture_on_commit_callbacks; `locale` sets the shopper's language.
+    """
+    from orders.models import Order
+    from orders.services import order_mark_paid
+
+    if locale:
+        Order.objects.filter(pk=order.pk).update(locale=locale)
+    with capture(execute=True):
+        order_mark_paid(
+            order_id=order.pk,
+            amount=order.total_amount,
+            currency=order.currency,
+            payment_ref=f"pi_{order.number}",
+            actor="test",
+        )
+    order.refresh_from_db()
+    return order
+
+
+@pytest.fixture
+def celery_worker_on_redis():
+    """A real Celery worker consuming from the test Redis broker (not eager)."""
+    from celery.contrib.testing.worker import start_worker
+
+    from storefront.celery import app as celery_app
+
+    celery_app.conf.task_always_eager = False
+    celery_app.control.purge()
+    try:
+        with start_worker(celery_app, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
+            yield
+    finally:
+        celery_app.conf.task_always_eager = True

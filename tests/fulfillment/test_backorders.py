@@ -15,14 +15,14 @@ from fulfillment.services import backorders_fill, order_deliver
 from fulfillment.tasks import refund_overdue_backorders
 from orders.emails import order_url
 from orders.models import Order, OrderStatus
-from orders.services import order_mark_paid
 from payments.models import Payment, PaymentStatus
 from payments.services import payment_confirm_card, payment_start_for_order
+from tests.conftest import TEST_CARD, record_payment
 from tests.factories import ProductFactory, add_keys
 
 pytestmark = pytest.mark.django_db
 
-CARD = {"number": "4242424242424242", "exp_month": "12", "exp_year": "2031", "cvc": "123"}
+CARD = TEST_CARD
 
 
 def retire_available(product) -> None:
@@ -42,19 +42,6 @@ def pay_by_card_after_stock_vanished(order: Order, stripe_client, capture, *, ke
     assert payment.status == PaymentStatus.SUCCEEDED
     order.refresh_from_db()
     return payment
-
-
-def pay_without_provider(order: Order, capture) -> Order:
-    with capture(execute=True):
-        order_mark_paid(
-            order_id=order.pk,
-            amount=order.total_amount,
-            currency=order.currency,
-            payment_ref=f"pi_{order.number}",
-            actor="test",
-        )
-    order.refresh_from_db()
-    return order
 
 
 def refunds_at_stripe(stripe_client, payment: Payment) -> list:
@@ -159,8 +146,8 @@ def test_a_tampered_or_foreign_refund_signature_is_gone_and_changes_nothing(
     mine = make_order((product, 1), email="me@example.com")
     theirs = make_order((product, 1), email="them@example.com")
     retire_available(product)
-    pay_without_provider(mine, django_capture_on_commit_callbacks)
-    pay_without_provider(theirs, django_capture_on_commit_callbacks)
+    record_payment(mine, django_capture_on_commit_callbacks)
+    record_payment(theirs, django_capture_on_commit_callbacks)
     links = {m.to[0]: refund_link_in(m) for m in mail.outbox}
     my_signature = links["me@example.com"].rstrip("/").rsplit("/", 1)[1]
     their_signature = links["them@example.com"].rstrip("/").rsplit("/", 1)[1]
@@ -195,7 +182,7 @@ def test_refund_refused_once_a_key_of_a_no_refund_product_was_revealed(
         action="retire",
         actor="merchant",
     )
-    order = pay_without_provider(order, django_capture_on_commit_callbacks)
+    order = record_payment(order, django_capture_on_commit_callbacks)
     assert order.status == OrderStatus.AWAITING_STOCK
     link = refund_link_in(mail.outbox[0])
 
@@ -226,7 +213,7 @@ def test_new_stock_fills_waiting_orders_oldest_payment_first_and_stops_when_it_r
     orders = [make_order((product, 1), email=f"buyer{i}@example.com") for i in range(3)]
     retire_available(product)
     for order in orders:
-        assert pay_without_provider(order, django_capture_on_commit_callbacks).status == OrderStatus.AWAITING_STOCK
+        assert record_payment(order, django_capture_on_commit_callbacks).status == OrderStatus.AWAITING_STOCK
     now = timezone.now()
     paid_hours_ago = {orders[0].pk: 1, orders[1].pk: 3, orders[2].pk: 2}
     for pk, hours in paid_hours_ago.items():
@@ -262,8 +249,8 @@ def test_an_older_order_waiting_for_another_product_does_not_block_the_queue(
     newer = make_order((a, 1), email="newer@example.com")
     retire_available(a)
     retire_available(b)
-    pay_without_provider(older, django_capture_on_commit_callbacks)
-    pay_without_provider(newer, django_capture_on_commit_callbacks)
+    record_payment(older, django_capture_on_commit_callbacks)
+    record_payment(newer, django_capture_on_commit_callbacks)
     Order.objects.filter(pk=older.pk).update(paid_at=timezone.now() - timedelta(hours=2))
 
     # When 5 keys of A arrive and the queue for A is filled

@@ -20,26 +20,11 @@ from fulfillment.models import AccessKind, DeliveryAccess, LicenseKey, Membershi
 from fulfillment.services import memberships_end, order_deliver
 from fulfillment.tasks import end_expired_memberships
 from orders.models import Order, OrderLine, OrderStatus
-from orders.services import order_mark_paid
 from payments.refunds import refund_issue
+from tests.conftest import record_payment
 from tests.factories import ProductFactory, add_keys
 
 pytestmark = pytest.mark.django_db
-
-
-def pay(order: Order, capture, *, locale: str = "en") -> Order:
-    """Record the order's payment (in the shopper's language) and run delivery as after commit."""
-    Order.objects.filter(pk=order.pk).update(locale=locale)
-    with capture(execute=True):
-        order_mark_paid(
-            order_id=order.pk,
-            amount=order.total_amount,
-            currency=order.currency,
-            payment_ref=f"pi_{order.number}",
-            actor="test",
-        )
-    order.refresh_from_db()
-    return order
 
 
 def order_page(client, order: Order, **headers) -> str:
@@ -77,7 +62,7 @@ def test_a_service_gets_a_booking_reference_and_its_instructions_in_the_shoppers
     order = make_order((product, 1))
 
     # When the shopper pays
-    order = pay(order, django_capture_on_commit_callbacks, locale=locale)
+    order = record_payment(order, django_capture_on_commit_callbacks, locale=locale)
 
     # Then the line has a booking reference, and the delivery email carries the instructions in their language
     assert order.status == OrderStatus.FULFILLED
@@ -94,7 +79,7 @@ def test_a_service_gets_a_booking_reference_and_its_instructions_in_the_shoppers
 
 def test_booking_reference_stays_the_same_when_delivery_runs_again(make_order, django_capture_on_commit_callbacks):
     product = ProductFactory(kind=FulfilmentKind.SERVICE)
-    order = pay(make_order((product, 1)), django_capture_on_commit_callbacks)
+    order = record_payment(make_order((product, 1)), django_capture_on_commit_callbacks)
     reference = order.lines.get().booking_reference
     OrderLine.objects.filter(order=order).update(delivered_at=None)
     Order.objects.filter(pk=order.pk).update(status=OrderStatus.PAID)
@@ -113,7 +98,7 @@ def test_redemption_instructions_come_with_the_keys_on_the_page_in_the_api_and_i
     # Given a key product with redemption instructions, bought and delivered
     product = ProductFactory(redemption_instructions="Open the launcher, choose Redeem, paste the key.")
     keys = add_keys(product, 2)
-    order = pay(make_order((product, 1)), django_capture_on_commit_callbacks)
+    order = record_payment(make_order((product, 1)), django_capture_on_commit_callbacks)
     line = order.lines.get()
 
     # Then the delivery email tells how to redeem (without the key)
@@ -153,7 +138,9 @@ def test_a_membership_adds_the_buyer_to_the_group_and_the_page_shows_until_when(
     assert not get_user_model().objects.filter(email="member@example.com").exists()
 
     # When they buy a 30-day membership
-    order = pay(make_order((membership_product, 1), email="Member@Example.com"), django_capture_on_commit_callbacks)
+    order = record_payment(
+        make_order((membership_product, 1), email="Member@Example.com"), django_capture_on_commit_callbacks
+    )
 
     # Then an account keyed by their email is in the group for 30 days, shown on the order page
     assert order.status == OrderStatus.FULFILLED
@@ -171,7 +158,7 @@ def test_an_existing_account_with_that_email_is_the_one_granted(
 ):
     existing = get_user_model().objects.create_user("ann", email="ann@example.com", password="pw-ann-123")
 
-    pay(make_order((membership_product, 1), email="ann@example.com"), django_capture_on_commit_callbacks)
+    record_payment(make_order((membership_product, 1), email="ann@example.com"), django_capture_on_commit_callbacks)
 
     assert get_user_model().objects.filter(email__iexact="ann@example.com").count() == 1
     assert existing.groups.filter(name="Members").exists()
@@ -181,7 +168,9 @@ def test_memberships_end_when_they_run_out_and_ending_again_does_nothing(
     make_order, membership_product, django_capture_on_commit_callbacks
 ):
     # Given a member whose 30 days are running
-    order = pay(make_order((membership_product, 1), email="member@example.com"), django_capture_on_commit_callbacks)
+    order = record_payment(
+        make_order((membership_product, 1), email="member@example.com"), django_capture_on_commit_callbacks
+    )
     user = get_user_model().objects.get(email="member@example.com")
 
     # When the end runs before the 30 days are over, nothing changes
@@ -201,7 +190,7 @@ def test_memberships_end_when_they_run_out_and_ending_again_does_nothing(
 def test_the_periodic_task_ends_a_membership_whose_time_is_up(
     make_order, membership_product, django_capture_on_commit_callbacks
 ):
-    pay(make_order((membership_product, 1), email="member@example.com"), django_capture_on_commit_callbacks)
+    record_payment(make_order((membership_product, 1), email="member@example.com"), django_capture_on_commit_callbacks)
     Membership.objects.update(ends_at=timezone.now() - timedelta(minutes=1))
 
     assert end_expired_memberships.delay().get() == 1
@@ -211,7 +200,9 @@ def test_the_periodic_task_ends_a_membership_whose_time_is_up(
 
 def test_a_refund_ends_the_membership_at_once(make_order, membership_product, django_capture_on_commit_callbacks):
     # Given a member with 30 days left
-    order = pay(make_order((membership_product, 1), email="member@example.com"), django_capture_on_commit_callbacks)
+    order = record_payment(
+        make_order((membership_product, 1), email="member@example.com"), django_capture_on_commit_callbacks
+    )
     user = get_user_model().objects.get(email="member@example.com")
     assert user.groups.filter(name="Members").exists()
 
@@ -264,7 +255,7 @@ def test_a_shared_code_is_shown_to_every_buyer_without_a_key_pool(
     # When three shoppers pay and reveal
     revealed = []
     for order in orders:
-        order = pay(order, django_capture_on_commit_callbacks)
+        order = record_payment(order, django_capture_on_commit_callbacks)
         assert order.status == OrderStatus.FULFILLED
         page = client.post(
             reverse("order-reveal", kwargs={"token": order.token}), {"line": order.lines.get().pk}
@@ -286,7 +277,7 @@ def test_a_shared_code_product_is_always_shown_in_stock(client, shared_code_prod
 def test_a_shared_code_product_can_be_checked_out(make_order, shared_code_product, django_capture_on_commit_callbacks):
     order = make_order((shared_code_product, 2))
 
-    order = pay(order, django_capture_on_commit_callbacks)
+    order = record_payment(order, django_capture_on_commit_callbacks)
 
     assert order.status == OrderStatus.FULFILLED
 
@@ -316,7 +307,7 @@ def test_each_download_streams_the_file_is_counted_and_logged_until_the_limit(
     client, make_order, download_product, django_capture_on_commit_callbacks
 ):
     # Given a delivered download allowed 3 times
-    order = pay(make_order((download_product, 1)), django_capture_on_commit_callbacks)
+    order = record_payment(make_order((download_product, 1)), django_capture_on_commit_callbacks)
     link = download_link(client, order)
     assert "3 downloads left" in order_page(client, order)
 
@@ -347,7 +338,7 @@ def test_a_download_link_expires_after_the_products_lifetime(
     client, make_order, download_product, django_capture_on_commit_callbacks, monkeypatch
 ):
     # Given a download link issued now, valid 48 hours
-    order = pay(make_order((download_product, 1)), django_capture_on_commit_callbacks)
+    order = record_payment(make_order((download_product, 1)), django_capture_on_commit_callbacks)
     link = download_link(client, order)
     issued = time.time()
 
@@ -367,7 +358,7 @@ def test_a_download_link_expires_after_the_products_lifetime(
 def test_a_download_link_is_gone_after_a_refund(
     client, make_order, download_product, django_capture_on_commit_callbacks
 ):
-    order = pay(make_order((download_product, 1)), django_capture_on_commit_callbacks)
+    order = record_payment(make_order((download_product, 1)), django_capture_on_commit_callbacks)
     link = download_link(client, order)
     assert client.get(link).status_code == 200
 

@@ -2,7 +2,6 @@ import time
 from datetime import timedelta
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.test import Client
 from django.utils import timezone
 
@@ -11,7 +10,6 @@ from fulfillment.models import KeyStatus, LicenseKey
 from fulfillment.tasks import sweep_undelivered_orders
 from orders.models import Order, OrderStatus
 from payments.models import Payment
-from storefront.celery import app as celery_app
 from tests.conftest import payment_intent_event, signed_stripe_event
 from tests.factories import ProductFactory, add_keys
 
@@ -99,18 +97,6 @@ def test_a_delivery_that_dies_midway_leaves_nothing_half_done(
     order.refresh_from_db()
     assert order.status == OrderStatus.FULFILLED
     assert LicenseKey.objects.filter(order_line__order=order).count() == 2
-
-
-@pytest.fixture
-def celery_worker_on_redis():
-    """A real Celery worker consuming from the test Redis broker (not eager)."""
-    celery_app.conf.task_always_eager = False
-    celery_app.control.purge()
-    try:
-        with start_worker(celery_app, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
-            yield
-    finally:
-        celery_app.conf.task_always_eager = True
 
 
 @pytest.mark.django_db(transaction=True)

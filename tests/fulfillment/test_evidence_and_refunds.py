@@ -5,7 +5,6 @@ import smtplib
 import time
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core import mail
@@ -23,25 +22,13 @@ from payments.models import Payment, PaymentStatus
 from payments.refunds import refund_issue
 from payments.services import payment_confirm_card, payment_start_for_order
 from storefront.celery import app as celery_app
+from tests.conftest import TEST_CARD, record_payment
 from tests.factories import ProductFactory, add_keys
 
 pytestmark = pytest.mark.django_db
 
-CARD = {"number": "4242424242424242", "exp_month": "12", "exp_year": "2031", "cvc": "123"}
+CARD = TEST_CARD
 KEY_SPAN = re.compile(r'<span class="key">([^<]+)</span>')
-
-
-def pay(order: Order, capture) -> Order:
-    with capture(execute=True):
-        order_mark_paid(
-            order_id=order.pk,
-            amount=order.total_amount,
-            currency=order.currency,
-            payment_ref=f"pi_{order.number}",
-            actor="test",
-        )
-    order.refresh_from_db()
-    return order
 
 
 def pay_by_card(order: Order, stripe_client, capture) -> Payment:
@@ -92,7 +79,7 @@ def test_every_reveal_on_the_page_and_through_the_api_is_logged_with_ip_agent_an
     # Given a delivered order for 2 keys
     product = ProductFactory()
     add_keys(product, 2)
-    order = pay(make_order((product, 2)), django_capture_on_commit_callbacks)
+    order = record_payment(make_order((product, 2)), django_capture_on_commit_callbacks)
     line = order.lines.get()
     sold = sorted(k.reveal() for k in LicenseKey.objects.filter(order_line=line))
 
@@ -119,7 +106,7 @@ def test_keys_are_never_in_the_order_page_or_status_until_revealed(
     # Given a delivered order for 3 keys
     product = ProductFactory()
     add_keys(product, 3)
-    order = pay(make_order((product, 3)), django_capture_on_commit_callbacks)
+    order = record_payment(make_order((product, 3)), django_capture_on_commit_callbacks)
     sold = [k.reveal() for k in LicenseKey.objects.filter(order_line__order=order)]
     assert len(sold) == 3
 
@@ -216,7 +203,7 @@ def test_refunding_twice_refunds_once(localstripe, stripe_client, make_order, dj
 def delivered_order(make_order, django_capture_on_commit_callbacks):
     product = ProductFactory()
     add_keys(product, 2)
-    order = pay(make_order((product, 1)), django_capture_on_commit_callbacks)
+    order = record_payment(make_order((product, 1)), django_capture_on_commit_callbacks)
     assert order.status == OrderStatus.FULFILLED
     mail.outbox.clear()
     return order
@@ -355,7 +342,7 @@ def test_the_delivery_email_is_retried_after_smtp_failures_and_sent_once(
     add_keys(product, 1)
 
     # When an order is paid and delivered
-    order = pay(make_order((product, 1)), django_capture_on_commit_callbacks)
+    order = record_payment(make_order((product, 1)), django_capture_on_commit_callbacks)
 
     # Then the task tried three times and exactly one delivery email went out, recorded once
     assert order.status == OrderStatus.FULFILLED
@@ -379,18 +366,6 @@ def test_the_email_task_gives_up_after_its_retries_and_reports_the_failure(deliv
     assert isinstance(result.result, smtplib.SMTPException)
     assert mail.outbox == []
     assert OrderEvent.objects.filter(order=delivered_order, type="email_sent").count() == sent_before
-
-
-@pytest.fixture
-def celery_worker_on_redis():
-    """A real Celery worker consuming from the test Redis broker (not eager)."""
-    celery_app.conf.task_always_eager = False
-    celery_app.control.purge()
-    try:
-        with start_worker(celery_app, perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10):
-            yield
-    finally:
-        celery_app.conf.task_always_eager = True
 
 
 @pytest.mark.django_db(transaction=True)
