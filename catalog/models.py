@@ -29,6 +29,7 @@ class Product(models.Model):
     currency = models.CharField(_("currency"), max_length=3, default="USD")
     max_per_order = models.PositiveSmallIntegerField(_("maximum per order"), default=5)
     is_active = models.BooleanField(_("on sale"), default=True)
+    high_risk = models.BooleanField(_("high-risk product"), default=False, help_text=_("Adds risk points."))
     redemption_instructions = models.TextField(_("redemption instructions"), blank=True)
     redemption_instructions_zh_hans = models.TextField(_("redemption instructions (Simplified Chinese)"), blank=True)
     service_instructions = models.TextField(_("service instructions"), blank=True)

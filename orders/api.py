@@ -16,7 +16,13 @@ from orders.selectors import order_get_by_token
 from orders.services import ShippingAddress, checkout_create_order
 from payments.models import PaymentStatus
 from payments.providers.base import PaymentDeclined, PaymentError
-from payments.services import OrderNotPayable, OrderOutOfStock, payment_confirm_card, payment_start_for_order
+from payments.services import (
+    OrderNotPayable,
+    OrderOutOfStock,
+    PaymentBlocked,
+    payment_confirm_card,
+    payment_start_for_order,
+)
 from storefront.api_errors import ApiError
 from storefront.ratelimit import client_ip
 
@@ -191,6 +197,8 @@ class CheckoutApi(APIView):
             payment = payment_start_for_order(order=order)
         except OrderOutOfStock:
             raise ApiError("out_of_stock", str(MESSAGES["order_sold_out"]), status.HTTP_409_CONFLICT) from None
+        except PaymentBlocked:
+            raise ApiError("payment_blocked", str(MESSAGES["payment_blocked"]), status.HTTP_403_FORBIDDEN) from None
         except PaymentError:
             payment = None  # the order stands; the shopper retries payment from its page
         body = {"order_token": order.token, "order": order_status_payload(order), "payment": _payment_payload(payment)}
@@ -231,6 +239,8 @@ class OrderPayApi(APIView):
             payment = payment_confirm_card(payment=payment, card_token=data.validated_data["card_token"])
         except OrderOutOfStock:
             raise ApiError("out_of_stock", str(MESSAGES["order_sold_out"]), status.HTTP_409_CONFLICT) from None
+        except PaymentBlocked:
+            raise ApiError("payment_blocked", str(MESSAGES["payment_blocked"]), status.HTTP_403_FORBIDDEN) from None
         except OrderNotPayable:
             raise ApiError(
                 "order_not_payable", _("This order can no longer be paid."), status.HTTP_409_CONFLICT

@@ -12,6 +12,7 @@ MESSAGES = {
     "shipping_required": _("Please enter a shipping address."),
     "invalid_email": _("Please enter a valid email address."),
     "order_not_payable": _("This order can no longer be paid."),
+    "payment_blocked": _("We could not start this payment. Please contact us if you think this is a mistake."),
     "order_sold_out": _("Sorry, part of this order sold out before payment. Please start a new order."),
     "payment_declined": _("Your payment was declined: %(reason)s"),
     "payment_unavailable": _("Payment is unavailable right now; please try again in a moment."),

@@ -55,6 +55,11 @@ class Order(models.Model):
     ship_country = models.CharField(max_length=2, blank=True)
     purchase_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
+    # Risk signals: the storefront's device id, and what the payment told us about the card.
+    device_id = models.CharField(max_length=64, blank=True, db_index=True)
+    card_fingerprint = models.CharField(max_length=64, blank=True, db_index=True)
+    card_country = models.CharField(max_length=2, blank=True)
+    billing_country = models.CharField(max_length=2, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     paid_at = models.DateTimeField(null=True, blank=True)

@@ -22,6 +22,7 @@ from orders.status import (
     order_transition,
 )
 from riskengine.models import RiskDecision
+from riskengine.services import risk_record_event
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def checkout_create_order(
     locale: str,
     purchase_ip: str | None,
     user_agent: str,
+    device_id: str = "",
     actor: str = "shopper",
 ) -> Order:
     """Create a pending order for the cart lines at today's prices.
@@ -115,6 +117,7 @@ def checkout_create_order(
         ship_country=address.country.upper()[:2] if address else "",
         purchase_ip=purchase_ip,
         user_agent=user_agent[:300],
+        device_id=device_id[:64],
     )
     OrderLine.objects.bulk_create(
         OrderLine(
@@ -129,23 +132,50 @@ def checkout_create_order(
         for line in lines
     )
     order_event_record(order=order, type="order_created", actor=actor, data={"total": order.total_amount})
+    risk_record_event(order=order, event="order_placed")
     return order
 
 
+@dataclass(frozen=True)
+class PaymentSignals:
+    """What the payment told us about the payer, for the risk engine (all optional)."""
+
+    card_fingerprint: str = ""
+    card_country: str = ""
+    billing_country: str = ""
+    radar: dict | None = None
+
+
 @transaction.atomic
-def order_mark_paid(*, order_id: int, amount: int, currency: str, payment_ref: str, actor: str) -> Order:
-    """Record that the order's payment cleared, check the amount, assess risk, release delivery.
+def order_mark_paid(
+    *,
+    order_id: int,
+    amount: int,
+    currency: str,
+    payment_ref: str,
+    actor: str,
+    signals: PaymentSignals | None = None,
+) -> Order:
+    """Record that the order's payment cleared, check the amount, assess risk, then release, hold or decline.
 
     Idempotent: an order that is no longer pending payment is returned unchanged. A payment
     whose amount or currency differs from the order is flagged for staff and releases nothing.
+    Risk 'review' opens a case in the ops queue; 'decline' holds the order and refunds it after commit.
     """
     from fulfillment.tasks import deliver_order
-    from riskengine.services import risk_assess_order
+    from riskengine.review import review_case_open
+    from riskengine.services import risk_assess_order, risk_record_event
+    from riskengine.tasks import refund_declined_order
 
     order = order_lock(order_id=order_id)
     if order.status != OrderStatus.PENDING_PAYMENT:
         logger.info("order %s already past payment (%s); payment %s ignored", order.number, order.status, payment_ref)
         return order
+    signals = signals or PaymentSignals()
+    order.card_fingerprint = signals.card_fingerprint or order.card_fingerprint
+    order.card_country = signals.card_country or order.card_country
+    order.billing_country = signals.billing_country or order.billing_country
+    order.save(update_fields=["card_fingerprint", "card_country", "billing_country"])
     order.paid_at = timezone.now()
     if amount != order.total_amount or currency.upper() != order.currency.upper():
         order.payment_state = PaymentState.MISMATCH
@@ -163,18 +193,25 @@ def order_mark_paid(*, order_id: int, amount: int, currency: str, payment_ref: s
     order.payment_state = PaymentState.PAID
     order.save(update_fields=["paid_at", "payment_state", "updated_at"])
     order = order_transition(order=order, to_status=OrderStatus.PAID, actor=actor, data={"payment": payment_ref})
-    assessment = risk_assess_order(order=order)
+    risk_record_event(order=order, event="card_used")
+    assessment = risk_assess_order(order=order, radar=signals.radar)
     if assessment.decision == RiskDecision.APPROVE:
         # robust: if the broker is down the sweeper delivers; the payment must still be recorded
         transaction.on_commit(lambda: deliver_order.delay(order.pk), robust=True)
         return order
-    return order_transition(
+    top = "; ".join(r["reason"] for r in assessment.reasons[:3])
+    order = order_transition(
         order=order,
         to_status=OrderStatus.ON_HOLD,
         actor="riskengine",
-        note=f"Risk decision: {assessment.decision}",
+        note=f"Risk {assessment.decision} ({assessment.score}): {top}",
         data={"reason": "risk", "decision": assessment.decision, "score": assessment.score},
     )
+    if assessment.decision == RiskDecision.REVIEW:
+        review_case_open(order=order, assessment=assessment)
+    else:
+        transaction.on_commit(lambda: refund_declined_order.delay(order.pk), robust=True)
+    return order
 
 
 @transaction.atomic

@@ -1,16 +1,19 @@
 """Payment business actions. Provider calls never run inside a database transaction."""
 
 import logging
+from dataclasses import replace
 
 from django.db import IntegrityError, transaction
 
 from fulfillment.keys import keys_reserve_for_order
 from orders.models import Order, OrderStatus
-from orders.services import order_mark_paid
+from orders.services import PaymentSignals, order_mark_paid
 from orders.status import order_event_record
 from payments.models import Payment, PaymentStatus, WebhookEvent
 from payments.providers import get_provider
-from payments.providers.base import PaymentProvider, PaymentRequest, PaymentSnapshot
+from payments.providers.base import PaymentError, PaymentProvider, PaymentRequest, PaymentSnapshot, WebhookNotice
+from riskengine.models import RiskDecision
+from riskengine.services import risk_check_before_payment, risk_record_event
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +22,10 @@ REUSABLE = (PaymentStatus.CREATED, PaymentStatus.REQUIRES_ACTION)
 
 class OrderNotPayable(Exception):
     pass
+
+
+class PaymentBlocked(Exception):
+    """The risk screen refused to start a payment (blocklist, card testing). Shown to the shopper generically."""
 
 
 class OrderOutOfStock(Exception):
@@ -33,14 +40,18 @@ def payment_start_for_order(*, order: Order, provider: PaymentProvider | None = 
     """
     if order.status != OrderStatus.PENDING_PAYMENT:
         raise OrderNotPayable(order.number)
-    if not keys_reserve_for_order(order=order):
-        raise OrderOutOfStock(order.number)
     provider = provider or get_provider("stripe")
     existing = (
         Payment.objects.filter(order=order, provider=provider.name, status__in=REUSABLE).order_by("-created_at").first()
     )
     if existing and existing.amount == order.total_amount:
+        keys_reserve_for_order(order=order)  # extends the hold while the shopper is paying
         return existing
+    screening = risk_check_before_payment(order=order)
+    if screening.decision == RiskDecision.DECLINE:
+        raise PaymentBlocked(order.number)
+    if not keys_reserve_for_order(order=order):
+        raise OrderOutOfStock(order.number)
     attempt = Payment.objects.filter(order=order).count() + 1
     snapshot = provider.create_payment(
         PaymentRequest(
@@ -49,6 +60,7 @@ def payment_start_for_order(*, order: Order, provider: PaymentProvider | None = 
             currency=order.currency,
             email=order.email,
             idempotency_key=f"order-{order.number}-payment-{attempt}",
+            metadata={"risk_score": str(screening.score), "risk_band": screening.decision},
         )
     )
     payment, _ = Payment.objects.get_or_create(
@@ -97,8 +109,15 @@ def payment_apply_snapshot(*, provider_name: str, snapshot: PaymentSnapshot, act
             currency=snapshot.currency,
             payment_ref=snapshot.ref,
             actor=actor,
+            signals=PaymentSignals(
+                card_fingerprint=snapshot.card_fingerprint,
+                card_country=snapshot.card_country,
+                billing_country=snapshot.billing_country,
+                radar=snapshot.radar,
+            ),
         )
     elif snapshot.status == PaymentStatus.FAILED:
+        risk_record_event(order=payment.order, event="payment_failed")
         order_event_record(
             order=payment.order,
             type="payment_failed",
@@ -118,6 +137,8 @@ def webhook_process(*, provider_name: str, payload: bytes, headers: dict[str, st
     """
     provider = get_provider(provider_name)
     notice = provider.parse_webhook(payload=payload, headers=headers)
+    if notice.payment is not None and notice.payment.status == PaymentStatus.SUCCEEDED and not notice.payment.radar:
+        notice = _with_charge_details(provider, notice)
     try:
         with transaction.atomic():
             event = WebhookEvent.objects.create(
@@ -140,3 +161,22 @@ def webhook_process(*, provider_name: str, payload: bytes, headers: dict[str, st
             return "duplicate"
         raise
     return outcome
+
+
+def _with_charge_details(provider: PaymentProvider, notice: WebhookNotice) -> WebhookNotice:
+    """Events carry the charge as an id: fetch it expanded (card, Radar) before deciding. Best effort."""
+    if not Payment.objects.filter(provider=provider.name, provider_ref=notice.payment.ref).exists():
+        return notice
+    try:
+        fetched = provider.fetch_payment(ref=notice.payment.ref)
+    except PaymentError:
+        logger.warning("could not fetch charge details for %s; Radar not assessed", notice.payment.ref)
+        return notice
+    merged = replace(
+        notice.payment,
+        card_fingerprint=fetched.card_fingerprint,
+        card_country=fetched.card_country,
+        billing_country=fetched.billing_country,
+        radar=fetched.radar,
+    )
+    return replace(notice, payment=merged)

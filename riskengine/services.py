@@ -1,29 +1,112 @@
-"""The risk seam: every paid order is assessed here before anything is released."""
+"""The risk engine's decisions: before payment (stop card testing) and after (release, hold, decline)."""
 
+import logging
+import time
 from dataclasses import dataclass
 
+from django.db import transaction
+
 from orders.models import Order
-from riskengine.models import RiskAssessment, RiskDecision
+from riskengine.models import RiskAssessment, RiskDecision, RiskRule, RiskSettings, RuleMode
+from riskengine.rules import EVALUATORS, PRE_PAYMENT_TYPES, Hit, list_matches
+from riskengine.signals import Signals, identifiers, signals_for_order
+from riskengine.velocity import velocity_record
+
+logger = logging.getLogger(__name__)
+
+RADAR_HOLD_OUTCOMES = {"manual_review"}
+RADAR_HOLD_LEVELS = {"elevated"}
+RADAR_DECLINE_LEVELS = {"highest"}
 
 
 @dataclass(frozen=True)
-class RiskReason:
-    rule: str
-    points: int
-    detail: str
+class Verdict:
+    decision: str
+    score: int
+    hits: list[Hit]
+    shadow_hits: list[Hit]
 
 
-def risk_assess_order(*, order: Order) -> RiskAssessment:
-    """Decide approve / review / decline for a paid order and store the assessment.
+def risk_rules(*, types: tuple[str, ...] | None = None) -> list[RiskRule]:
+    rules = RiskRule.objects.filter(enabled=True)
+    if types is not None:
+        rules = rules.filter(type__in=types)
+    return list(rules)
 
-    The rule engine arrives with its own issue; until then every order is approved with
-    score 0 and no reasons, through the same seam the rules will use.
+
+def risk_evaluate(signals: Signals, *, rules: list[RiskRule], thresholds: RiskSettings) -> Verdict:
+    """Score the signals against the rules. Pure apart from the reads the rules make; stores nothing.
+
+    Allowlisted identifiers approve; a hard rule (blocklist) or Radar's 'highest' declines alone;
+    otherwise the active rules' points decide against the thresholds, and Radar's 'manual_review'
+    outcome or 'elevated' level hold the order for a person at least. Shadow rules are evaluated and
+    reported but never change the decision.
     """
-    reasons: list[RiskReason] = []
-    score = min(100, sum(r.points for r in reasons))
+    hits: list[Hit] = []
+    shadow: list[Hit] = []
+    for rule in rules:
+        hit = EVALUATORS[rule.type](rule, signals)
+        if hit is not None:
+            (shadow if rule.mode == RuleMode.SHADOW else hits).append(hit)
+    radar = signals.radar or {}
+    level, outcome = radar.get("risk_level") or "", radar.get("outcome_type") or ""
+    score = min(100, sum(h.points for h in hits))
+    allowed = list_matches(signals, allow=True)
+    if allowed:
+        hits.append(Hit("allowlist", "allowlist", 0, f"On the allowlist: {', '.join(allowed)}", {"matches": allowed}))
+        return Verdict(RiskDecision.APPROVE, score, hits, shadow)
+    if level in RADAR_DECLINE_LEVELS:
+        hits.append(Hit("radar", "radar", 0, f"Stripe Radar risk level {level}", {"risk_level": level}, True))
+    if any(h.hard for h in hits) or score >= thresholds.decline_threshold:
+        return Verdict(RiskDecision.DECLINE, score, hits, shadow)
+    if outcome in RADAR_HOLD_OUTCOMES or level in RADAR_HOLD_LEVELS:
+        hits.append(Hit("radar", "radar", 0, f"Stripe Radar: {outcome or level}, held for review", dict(radar)))
+        return Verdict(RiskDecision.REVIEW, score, hits, shadow)
+    if score >= thresholds.review_threshold:
+        return Verdict(RiskDecision.REVIEW, score, hits, shadow)
+    return Verdict(RiskDecision.APPROVE, score, hits, shadow)
+
+
+def _store(order: Order, verdict: Verdict, *, stage: str, radar: dict, started: float) -> RiskAssessment:
     return RiskAssessment.objects.create(
         order=order,
-        decision=RiskDecision.APPROVE,
-        score=score,
-        reasons=[r.__dict__ for r in reasons],
+        stage=stage,
+        decision=verdict.decision,
+        score=verdict.score,
+        reasons=[h.as_dict() for h in verdict.hits],
+        shadow_reasons=[h.as_dict() for h in verdict.shadow_hits],
+        radar=radar,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
     )
+
+
+def risk_check_before_payment(*, order: Order) -> RiskAssessment:
+    """Blocklist and velocity only, before the provider is asked for a payment (stops card testing)."""
+    started = time.perf_counter()
+    signals = signals_for_order(order)
+    verdict = risk_evaluate(signals, rules=risk_rules(types=PRE_PAYMENT_TYPES), thresholds=RiskSettings.current())
+    return _store(order, verdict, stage="pre_payment", radar={}, started=started)
+
+
+def risk_assess_order(*, order: Order, radar: dict | None = None) -> RiskAssessment:
+    """Decide approve / review / decline for a paid order and store the assessment with every reason."""
+    started = time.perf_counter()
+    signals = signals_for_order(order, radar=radar)
+    verdict = risk_evaluate(signals, rules=risk_rules(), thresholds=RiskSettings.current())
+    return _store(order, verdict, stage="paid", radar=radar or {}, started=started)
+
+
+def risk_record_event(*, order: Order, event: str) -> None:
+    """Feed the velocity counters after commit: order placed, payment failed, card used."""
+    signals = signals_for_order(order)
+    ids = identifiers(signals)
+    if event == "order_placed":
+        transaction.on_commit(lambda: velocity_record(metric="orders", ids=ids, member=str(order.pk)), robust=True)
+    elif event == "payment_failed":
+        member = f"{order.pk}:{time.time()}"
+        transaction.on_commit(lambda: velocity_record(metric="failed_payments", ids=ids, member=member), robust=True)
+    elif event == "card_used" and signals.card_fingerprint:
+        others = {k: v for k, v in ids.items() if k != "card"}
+        transaction.on_commit(
+            lambda: velocity_record(metric="distinct_cards", ids=others, member=signals.card_fingerprint), robust=True
+        )

@@ -206,6 +206,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "fulfillment.tasks.refund_overdue_backorders",
         "schedule": timedelta(minutes=10),
     },
+    "expire-overdue-reviews": {
+        "task": "riskengine.tasks.expire_overdue_reviews",
+        "schedule": timedelta(minutes=10),
+    },
     "end-expired-memberships": {
         "task": "fulfillment.tasks.end_expired_memberships",
         "schedule": timedelta(minutes=10),

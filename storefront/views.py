@@ -23,7 +23,7 @@ from orders.services import checkout_create_order, checkout_requires_shipping
 from orders.tasks import send_order_email
 from payments.providers.base import PaymentError
 from payments.refunds import RefundNotAllowed, refund_issue, shopper_refund_check
-from payments.services import OrderOutOfStock, payment_start_for_order
+from payments.services import OrderOutOfStock, PaymentBlocked, payment_start_for_order
 from storefront.forms import CheckoutForm, OrderLookupForm
 from storefront.ratelimit import client_ip, rate_limit_hit
 
@@ -144,6 +144,8 @@ def pay_view(request, token: str):
         payment = payment_start_for_order(order=order)
     except OrderOutOfStock:
         payment, error = None, MESSAGES["order_sold_out"]
+    except PaymentBlocked:
+        payment, error = None, MESSAGES["payment_blocked"]
     except PaymentError:
         payment, error = None, _("Payment is unavailable right now; please try again in a moment.")
     context = {

@@ -38,6 +38,11 @@ class PaymentSnapshot:
     client_secret: str = ""
     failure_message: str = ""
     order_number: str = ""
+    card_fingerprint: str = ""
+    card_country: str = ""
+    billing_country: str = ""
+    # Radar and 3-D Secure, as the provider reported them; empty when not assessed.
+    radar: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -139,4 +139,37 @@ class StripeProvider:
             client_secret=obj.get("client_secret") or "",
             failure_message=(last_error.get("message") or "")[:300],
             order_number=((obj.get("metadata") or {}).get("order_number") or ""),
+            **charge_signals(obj.get("latest_charge")),
         )
+
+
+def charge_signals(charge) -> dict:
+    """Card and Radar facts from an expanded charge. Missing fields mean "not assessed", never an error."""
+    if not isinstance(charge, dict):
+        return {}
+    card = (charge.get("payment_method_details") or {}).get("card") or {}
+    outcome = charge.get("outcome") or {}
+    three_d = card.get("three_d_secure") or {}
+    billing = ((charge.get("billing_details") or {}).get("address") or {}).get("country") or ""
+    radar = {}
+    if outcome:
+        radar = {
+            "outcome_type": outcome.get("type") or "",
+            "risk_level": outcome.get("risk_level") or "",
+            "risk_score": outcome.get("risk_score"),
+            "rule": (outcome.get("rule") or {}).get("id", "")
+            if isinstance(outcome.get("rule"), dict)
+            else outcome.get("rule") or "",
+            "seller_message": outcome.get("seller_message") or "",
+        }
+    if three_d:
+        radar["three_d_secure"] = {
+            "result": three_d.get("result") or "",
+            "liability_shift": three_d.get("result") in ("authenticated", "attempt_acknowledged"),
+        }
+    return {
+        "card_fingerprint": (card.get("fingerprint") or "")[:64],
+        "card_country": (card.get("country") or "")[:2].upper(),
+        "billing_country": billing[:2].upper(),
+        "radar": radar,
+    }

@@ -1,0 +1,209 @@
+"""Rule evaluators: one function per rule type, each returning a Hit (with its reason) or None.
+
+Parameters per type (RiskRule.params), with defaults:
+- blocklist: {} (any identifier on the blocklist; decides alone)
+- velocity: {"metric": "orders|failed_payments|distinct_cards", "by": ["email", "ip", "device", "card"],
+  "window_minutes": 60, "threshold": 3}  fires when a count exceeds the threshold
+- disposable_email: {}
+- country_mismatch: {"compare": ["card", "billing"]}
+- amount_vs_history: {"multiple": 3, "first_purchase_max": 10000}  (minor units)
+- high_risk_product: {}
+- linked_fraud: {"hops": 2}
+- radar: {"levels": ["elevated"]}  (points when Radar's risk level is listed; manual_review/elevated hold
+  and highest declines regardless, see services)
+"""
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from django.db.models import Avg, Q
+
+from riskengine.models import ListEntry, ListKind, RiskRule, RuleType
+from riskengine.signals import Signals, identifiers
+from riskengine.velocity import velocity_counts
+
+
+@dataclass(frozen=True)
+class Hit:
+    rule: str
+    type: str
+    points: int
+    reason: str
+    values: dict = field(default_factory=dict)
+    hard: bool = False  # decides alone (blocklist)
+
+    def as_dict(self) -> dict:
+        return {
+            "rule": self.rule,
+            "type": self.type,
+            "points": self.points,
+            "reason": self.reason,
+            "values": self.values,
+            "hard": self.hard,
+        }
+
+
+@lru_cache(maxsize=1)
+def _disposable_domains() -> frozenset[str]:
+    from disposable_email_domains import blocklist
+
+    return frozenset(blocklist)
+
+
+def list_matches(signals: Signals, *, allow: bool) -> list[str]:
+    """Which of the order's identifiers are on the block (or allow) list, as 'kind value'."""
+    wanted = {
+        ListKind.EMAIL: signals.email,
+        ListKind.EMAIL_DOMAIN: signals.email_domain,
+        ListKind.DEVICE: signals.device_id,
+        ListKind.CARD: signals.card_fingerprint,
+    }
+    query = Q()
+    for kind, value in wanted.items():
+        if value:
+            query |= Q(kind=kind, value__iexact=value)
+    query |= Q(kind=ListKind.IP)
+    matches = []
+    for entry in ListEntry.objects.filter(Q(allow=allow) & query).only("kind", "value"):
+        if entry.kind == ListKind.IP:
+            if signals.ip and _ip_in(signals.ip, entry.value):
+                matches.append(f"ip {entry.value}")
+        else:
+            matches.append(f"{entry.kind} {entry.value}")
+    return matches
+
+
+def _ip_in(ip: str, network: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip) in ipaddress.ip_network(network, strict=False)
+    except ValueError:
+        return False
+
+
+def rule_blocklist(rule: RiskRule, s: Signals) -> Hit | None:
+    matches = list_matches(s, allow=False)
+    if not matches:
+        return None
+    return Hit(rule.name, rule.type, rule.points, f"On the blocklist: {', '.join(matches)}", {"matches": matches}, True)
+
+
+def rule_velocity(rule: RiskRule, s: Signals) -> Hit | None:
+    p = rule.params
+    metric = p.get("metric", "orders")
+    window = int(p.get("window_minutes", 60))
+    threshold = int(p.get("threshold", 3))
+    ids = {k: v for k, v in identifiers(s).items() if k in p.get("by", ["email", "ip", "device", "card"])}
+    if not ids:
+        return None
+    counts, source = velocity_counts(metric=metric, ids=ids, window_seconds=window * 60)
+    over = {k: n for k, n in counts.items() if n > threshold}
+    if not over:
+        return None
+    worst = max(over, key=over.get)
+    reason = f"{over[worst]} {metric.replace('_', ' ')} by this {worst} in {window} min (limit {threshold})"
+    return Hit(rule.name, rule.type, rule.points, reason, {"counts": counts, "source": source})
+
+
+def rule_disposable_email(rule: RiskRule, s: Signals) -> Hit | None:
+    if s.email_domain not in _disposable_domains():
+        return None
+    return Hit(
+        rule.name, rule.type, rule.points, f"Disposable email domain {s.email_domain}", {"domain": s.email_domain}
+    )
+
+
+def rule_country_mismatch(rule: RiskRule, s: Signals) -> Hit | None:
+    if not s.ip_country:
+        return None
+    compare = rule.params.get("compare", ["card", "billing"])
+    others = {"card": s.card_country, "billing": s.billing_country}
+    differs = {k: v for k, v in others.items() if k in compare and v and v != s.ip_country}
+    if not differs:
+        return None
+    what = ", ".join(f"{k} country {v}" for k, v in differs.items())
+    return Hit(
+        rule.name,
+        rule.type,
+        rule.points,
+        f"IP country {s.ip_country} differs from {what}",
+        {"ip_country": s.ip_country, **differs},
+    )
+
+
+def rule_amount_vs_history(rule: RiskRule, s: Signals) -> Hit | None:
+    from orders.models import Order
+
+    multiple = float(rule.params.get("multiple", 3))
+    first_max = int(rule.params.get("first_purchase_max", 10000))
+    earlier = Order.objects.filter(email=s.email, currency=s.currency, paid_at__isnull=False).exclude(pk=s.order_id)
+    average = earlier.aggregate(avg=Avg("total_amount"))["avg"]
+    if average is None:
+        if s.amount > first_max:
+            return Hit(
+                rule.name,
+                rule.type,
+                rule.points,
+                f"First purchase of {s.amount} is over {first_max} ({s.currency})",
+                {"amount": s.amount, "first_purchase_max": first_max},
+            )
+        return None
+    if s.amount > average * multiple:
+        return Hit(
+            rule.name,
+            rule.type,
+            rule.points,
+            f"Amount {s.amount} is over {multiple:g}x this customer's average {average:.0f}",
+            {"amount": s.amount, "average": round(average), "multiple": multiple},
+        )
+    return None
+
+
+def rule_high_risk_product(rule: RiskRule, s: Signals) -> Hit | None:
+    if not s.high_risk_products:
+        return None
+    return Hit(
+        rule.name,
+        rule.type,
+        rule.points,
+        f"High-risk product: {', '.join(s.high_risk_products)}",
+        {"products": list(s.high_risk_products)},
+    )
+
+
+def rule_linked_fraud(rule: RiskRule, s: Signals) -> Hit | None:
+    from riskengine.selectors import linked_orders
+
+    flagged = [link for link in linked_orders(order_id=s.order_id, hops=int(rule.params.get("hops", 2))) if link.fraud]
+    if not flagged:
+        return None
+    first = flagged[0]
+    reason = f"Linked to {len(flagged)} fraud/disputed order(s), e.g. {first.number} via {first.path}"
+    return Hit(rule.name, rule.type, rule.points, reason, {"orders": [link.number for link in flagged[:10]]})
+
+
+def rule_radar(rule: RiskRule, s: Signals) -> Hit | None:
+    level = (s.radar or {}).get("risk_level") or ""
+    if not level or level not in rule.params.get("levels", ["elevated"]):
+        return None
+    return Hit(
+        rule.name,
+        rule.type,
+        rule.points,
+        f"Stripe Radar risk level {level}",
+        {"risk_level": level, "risk_score": s.radar.get("risk_score")},
+    )
+
+
+EVALUATORS: dict[str, Callable[[RiskRule, Signals], Hit | None]] = {
+    RuleType.BLOCKLIST: rule_blocklist,
+    RuleType.VELOCITY: rule_velocity,
+    RuleType.DISPOSABLE_EMAIL: rule_disposable_email,
+    RuleType.COUNTRY_MISMATCH: rule_country_mismatch,
+    RuleType.AMOUNT_VS_HISTORY: rule_amount_vs_history,
+    RuleType.HIGH_RISK_PRODUCT: rule_high_risk_product,
+    RuleType.LINKED_FRAUD: rule_linked_fraud,
+    RuleType.RADAR: rule_radar,
+}
+PRE_PAYMENT_TYPES = (RuleType.BLOCKLIST, RuleType.VELOCITY)

@@ -1,0 +1,66 @@
+"""What the engine looks at for one order: gathered once, read by every rule."""
+
+from dataclasses import dataclass, field
+
+import iptocc
+
+from orders.models import Order
+
+
+@dataclass(frozen=True)
+class Signals:
+    order_id: int
+    email: str
+    email_domain: str
+    ip: str
+    ip_country: str
+    device_id: str
+    card_fingerprint: str
+    card_country: str
+    billing_country: str
+    amount: int
+    currency: str
+    product_ids: tuple[int, ...]
+    high_risk_products: tuple[str, ...]
+    radar: dict = field(default_factory=dict)
+
+
+def ip_country(ip: str | None) -> str:
+    if not ip:
+        return ""
+    try:
+        return iptocc.country_code(ip) or ""
+    except ValueError:
+        return ""
+
+
+def signals_for_order(order: Order, *, radar: dict | None = None) -> Signals:
+    lines = list(order.lines.select_related("product"))
+    email = order.email.lower()
+    return Signals(
+        order_id=order.pk,
+        email=email,
+        email_domain=email.rsplit("@", 1)[-1],
+        ip=order.purchase_ip or "",
+        ip_country=ip_country(order.purchase_ip),
+        device_id=order.device_id,
+        card_fingerprint=order.card_fingerprint,
+        card_country=order.card_country,
+        billing_country=order.billing_country or order.ship_country,
+        amount=order.total_amount,
+        currency=order.currency,
+        product_ids=tuple(line.product_id for line in lines),
+        high_risk_products=tuple(line.product.name for line in lines if line.product.high_risk),
+        radar=radar or {},
+    )
+
+
+def identifiers(signals: Signals) -> dict[str, str]:
+    """The identifiers velocity and link rules count by, non-empty only."""
+    values = {
+        "email": signals.email,
+        "ip": signals.ip,
+        "device": signals.device_id,
+        "card": signals.card_fingerprint,
+    }
+    return {k: v for k, v in values.items() if v}
