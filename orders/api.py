@@ -24,6 +24,7 @@ from payments.services import (
     payment_start_for_order,
 )
 from storefront.api_errors import ApiError
+from storefront.device import device_fingerprint
 from storefront.ratelimit import client_ip
 
 
@@ -98,6 +99,9 @@ class CheckoutSerializer(serializers.Serializer):
     email = serializers.EmailField()
     lines = CartLineSerializer(many=True, required=False, help_text="Defaults to the session cart.")
     shipping_address = ShippingSerializer(required=False)
+    device_fingerprint = serializers.CharField(
+        required=False, max_length=64, help_text="Hex SHA-256 of light browser traits (optional)."
+    )
 
 
 class OrderLineSerializer(serializers.Serializer):
@@ -190,6 +194,8 @@ class CheckoutApi(APIView):
             locale=get_language() or settings.LANGUAGE_CODE,
             purchase_ip=client_ip(request),
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            device_id=getattr(request, "device_id", ""),
+            device_fingerprint=device_fingerprint(data.validated_data.get("device_fingerprint", "")),
         )
         if given is None:
             cart_clear(request.session)

@@ -83,6 +83,7 @@ def checkout_create_order(
     purchase_ip: str | None,
     user_agent: str,
     device_id: str = "",
+    device_fingerprint: str = "",
     actor: str = "shopper",
 ) -> Order:
     """Create a pending order for the cart lines at today's prices.
@@ -131,7 +132,12 @@ def checkout_create_order(
         )
         for line in lines
     )
-    order_event_record(order=order, type="order_created", actor=actor, data={"total": order.total_amount})
+    order_event_record(
+        order=order,
+        type="order_created",
+        actor=actor,
+        data={"total": order.total_amount, "device_fingerprint": device_fingerprint},
+    )
     risk_record_event(order=order, event="order_placed")
     return order
 

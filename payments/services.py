@@ -147,7 +147,11 @@ def webhook_process(*, provider_name: str, payload: bytes, headers: dict[str, st
                 event_type=notice.event_type,
                 payment_ref=notice.payment.ref if notice.payment else "",
             )
-            if notice.payment is None:
+            if notice.fraud is not None:
+                from riskengine.feedback import fraud_signal_apply
+
+                outcome = fraud_signal_apply(provider_name=provider_name, signal=notice.fraud)
+            elif notice.payment is None:
                 outcome = "ignored"
             else:
                 applied = payment_apply_snapshot(

@@ -86,6 +86,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "storefront.device.DeviceIdMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

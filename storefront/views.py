@@ -24,6 +24,7 @@ from orders.tasks import send_order_email
 from payments.providers.base import PaymentError
 from payments.refunds import RefundNotAllowed, refund_issue, shopper_refund_check
 from payments.services import OrderOutOfStock, PaymentBlocked, payment_start_for_order
+from storefront.device import device_fingerprint
 from storefront.forms import CheckoutForm, OrderLookupForm
 from storefront.ratelimit import client_ip, rate_limit_hit
 
@@ -112,6 +113,8 @@ def checkout_view(request):
                 locale=get_language() or settings.LANGUAGE_CODE,
                 purchase_ip=client_ip(request),
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
+                device_id=getattr(request, "device_id", ""),
+                device_fingerprint=device_fingerprint(request.POST.get("device_fp", "")),
             )
         except CheckoutError as exc:
             form.add_error(None, exc.message)

@@ -53,10 +53,21 @@ class RefundResult:
 
 
 @dataclass(frozen=True)
+class FraudSignal:
+    """A provider telling us a payment is disputed or suspected fraud."""
+
+    kind: str  # dispute | early_fraud_warning | review_opened | review_closed
+    payment_ref: str
+    reason: str = ""
+    fraud: bool = True  # review_closed as approved/refunded-not-fraud is False
+
+
+@dataclass(frozen=True)
 class WebhookNotice:
     event_id: str
     event_type: str
     payment: PaymentSnapshot | None
+    fraud: FraudSignal | None = None
 
 
 class PaymentProvider(Protocol):

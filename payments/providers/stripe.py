@@ -6,6 +6,7 @@ import stripe
 from django.conf import settings
 
 from payments.providers.base import (
+    FraudSignal,
     PaymentDeclined,
     PaymentError,
     PaymentRequest,
@@ -105,7 +106,8 @@ class StripeProvider:
             if obj.get("object") != "payment_intent" or not obj.get("id"):
                 raise WebhookRejected("payment event without a payment intent")
             payment = self._snapshot_from_dict(obj)
-        return WebhookNotice(event_id=event_id, event_type=event_type, payment=payment)
+        fraud = _fraud_signal(event_type, (data.get("data") or {}).get("object") or {})
+        return WebhookNotice(event_id=event_id, event_type=event_type, payment=payment, fraud=fraud)
 
     def _call(self, fn):
         try:
@@ -141,6 +143,26 @@ class StripeProvider:
             order_number=((obj.get("metadata") or {}).get("order_number") or ""),
             **charge_signals(obj.get("latest_charge")),
         )
+
+
+_FRAUD_EVENTS = {
+    "charge.dispute.created": "dispute",
+    "radar.early_fraud_warning.created": "early_fraud_warning",
+    "review.opened": "review_opened",
+    "review.closed": "review_closed",
+}
+
+
+def _fraud_signal(event_type: str, obj: dict) -> FraudSignal | None:
+    kind = _FRAUD_EVENTS.get(event_type)
+    if kind is None:
+        return None
+    payment_ref = obj.get("payment_intent") or ""
+    if not isinstance(payment_ref, str) or not payment_ref:
+        raise WebhookRejected(f"{event_type} without a payment intent")
+    reason = obj.get("reason") or obj.get("fraud_type") or obj.get("closed_reason") or ""
+    fraud = not (kind == "review_closed" and obj.get("closed_reason") in ("approved", "refunded", "disputed"))
+    return FraudSignal(kind=kind, payment_ref=payment_ref, reason=str(reason)[:100], fraud=fraud)
 
 
 def charge_signals(charge) -> dict:

@@ -464,3 +464,20 @@ def test_reveal_form_passes_csrf_as_a_browser_sends_it(paid_order):
 
     assert revealed.status_code == 200
     assert LicenseKey.objects.get(order_line__order=order).reveal() in html(revealed)
+
+
+def test_checkout_records_the_device_cookie_and_fingerprint(client):
+    # Given a shopper's browser with the shop's device cookie and a light fingerprint
+    product = ProductFactory(kind=FulfilmentKind.SERVICE)
+    client.get("/")
+    device = client.cookies["sf_device"].value
+    client.post(reverse("cart-add", kwargs={"slug": product.slug}), {"quantity": "1"})
+
+    # When they check out
+    client.post(reverse("checkout"), {"email": "dev@example.com", "device_fp": "ab" * 32})
+
+    # Then the order carries the device id and the fingerprint is kept with its creation event
+    order = Order.objects.get(email="dev@example.com")
+    assert order.device_id == device and len(device) >= 16
+    assert order.events.get(type="order_created").data["device_fingerprint"] == "ab" * 32
+    assert client.cookies["sf_device"]["httponly"]
