@@ -24,6 +24,7 @@ from orders.tasks import send_order_email
 from payments.providers.base import PaymentError
 from payments.refunds import RefundNotAllowed, refund_issue, shopper_refund_check
 from payments.services import OrderOutOfStock, PaymentBlocked, payment_start_for_order
+from riskengine.models import RiskSettings
 from storefront.device import device_fingerprint
 from storefront.forms import CheckoutForm, OrderLookupForm
 from storefront.ratelimit import client_ip, rate_limit_hit
@@ -188,6 +189,7 @@ def _order_page(request, order, *, revealed: dict[int, list[str]] | None = None,
         "order": order,
         "lines": lines,
         "waiting": order.status in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID),
+        "review_hours": RiskSettings.current().review_deadline_hours if order.status == OrderStatus.ON_HOLD else 0,
     }
     response = render(request, "storefront/order_detail.html", context, status=status)
     response["Cache-Control"] = "no-store"

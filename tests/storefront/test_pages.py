@@ -481,3 +481,16 @@ def test_checkout_records_the_device_cookie_and_fingerprint(client):
     assert order.device_id == device and len(device) >= 16
     assert order.events.get(type="order_created").data["device_fingerprint"] == "ab" * 32
     assert client.cookies["sf_device"]["httponly"]
+
+
+def test_a_held_order_tells_the_shopper_honestly_how_long_the_check_takes(client, make_order):
+    from riskengine.models import RiskSettings
+
+    RiskSettings.objects.update_or_create(pk=1, defaults={"review_deadline_hours": 6})
+    order = make_order((ProductFactory(kind=FulfilmentKind.SERVICE), 1))
+    Order.objects.filter(pk=order.pk).update(status=OrderStatus.ON_HOLD)
+
+    page = html(client.get(f"/order/{order.token}/"))
+
+    assert "at most 6 hours" in page
+    assert "refunded, by then" in page
