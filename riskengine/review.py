@@ -4,6 +4,7 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from orders.models import Order, OrderStatus
@@ -34,11 +35,14 @@ def review_claim(*, case_id: int, user) -> ReviewCase:
     """Claim a case so two reviewers never work the same one. A stale claim (30 min) can be taken over."""
     now = timezone.now()
     with transaction.atomic():
-        taken = ReviewCase.objects.filter(pk=case_id, status=ReviewStatus.OPEN).filter(
-            claimed_by__isnull=True
-        ) | ReviewCase.objects.filter(pk=case_id, status=ReviewStatus.OPEN, claimed_at__lt=now - CLAIM_TIMEOUT)
-        updated = ReviewCase.objects.filter(pk__in=taken.values("pk")).update(claimed_by=user, claimed_at=now)
+        # One UPDATE whose WHERE PostgreSQL re-checks after a concurrent claim commits: one winner.
+        updated = ReviewCase.objects.filter(
+            Q(pk=case_id, status=ReviewStatus.OPEN)
+            & (Q(claimed_by__isnull=True) | Q(claimed_at__lt=now - CLAIM_TIMEOUT))
+        ).update(claimed_by=user, claimed_at=now)
         case = ReviewCase.objects.select_related("order").get(pk=case_id)
+        if not updated and case.status != ReviewStatus.OPEN:
+            raise ReviewError("This order was already decided.")
         if not updated and case.claimed_by_id != user.pk:
             raise ReviewError("This order is already being reviewed by someone else.")
         if updated:

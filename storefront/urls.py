@@ -34,5 +34,6 @@ urlpatterns = [
     path("payments/stripe/webhook/", stripe_webhook, name="stripe-webhook"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/", include(api)),
+    path("review/", include("riskengine.urls")),
     path("admin/", admin.site.urls),
 ]

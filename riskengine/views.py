@@ -1,0 +1,267 @@
+"""The ops review queue and the risk metrics: pages for the 'Risk reviewers' group, not the Django admin.
+
+Reviewers are not staff; every page asks for riskengine.review_orders. Thin: the pages read the order's
+story and act through riskengine.review, whose services write an OrderEvent for every action.
+"""
+
+from datetime import timedelta
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from orders.models import Order
+from orders.status import IllegalTransition
+from payments.providers.base import PaymentError
+from payments.refunds import RefundNotAllowed
+from riskengine import metrics
+from riskengine.models import FraudLabel, ListKind, ReviewCase, ReviewStatus, RiskSettings
+from riskengine.review import BLOCKABLE, ReviewError, review_approve, review_claim, review_reject
+from riskengine.selectors import linked_orders
+
+REVIEW_PERMISSION = "riskengine.review_orders"
+DECISION_COLOURS = {"approve": "#4a4", "review": "#e90", "decline": "#c33"}
+
+
+def reviewer_required(view):
+    """Anonymous visitors go to the review login; signed-in users without the permission get 403."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), login_url=reverse("review:login"))
+        if not request.user.has_perm(REVIEW_PERMISSION):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+# Reads -------------------------------------------------------------------------------------------------
+
+
+def top_reasons(reasons: list[dict], count: int = 2) -> list[dict]:
+    """The reasons that weighed most (stable for equal points)."""
+    return sorted(reasons or [], key=lambda r: -int(r.get("points") or 0))[:count]
+
+
+def _open_cases():
+    return (
+        ReviewCase.objects.filter(status=ReviewStatus.OPEN)
+        .select_related("order", "assessment", "claimed_by")
+        .order_by("created_at", "pk")
+    )
+
+
+def _customer_history(order: Order) -> list[dict]:
+    others = list(Order.objects.filter(email__iexact=order.email).exclude(pk=order.pk).order_by("-created_at")[:50])
+    labels = _labels_for([o.pk for o in others])
+    return [{"order": o, "labels": labels.get(o.pk, [])} for o in others]
+
+
+def _labels_for(order_ids: list[int]) -> dict[int, list[FraudLabel]]:
+    found: dict[int, list[FraudLabel]] = {}
+    for label in FraudLabel.objects.filter(order_id__in=order_ids).order_by("created_at"):
+        found.setdefault(label.order_id, []).append(label)
+    return found
+
+
+def _linked(order: Order) -> list[dict]:
+    links = linked_orders(order_id=order.pk)
+    orders = Order.objects.in_bulk([link.order_id for link in links])
+    return [{"link": link, "order": orders.get(link.order_id)} for link in links]
+
+
+def _blockable(order: Order) -> list[dict]:
+    labels = dict(ListKind.choices)
+    return [
+        {"kind": kind, "label": labels[kind], "value": getattr(order, field)}
+        for kind, field in BLOCKABLE.items()
+        if getattr(order, field)
+    ]
+
+
+# Pages -------------------------------------------------------------------------------------------------
+
+
+@require_GET
+@reviewer_required
+def queue(request):
+    deadline = timedelta(hours=RiskSettings.current().review_deadline_hours)
+    rows = [
+        {
+            "case": case,
+            "top_reasons": top_reasons(case.assessment.reasons),
+            "radar": case.assessment.radar or {},
+            "refund_at": case.created_at + deadline,
+        }
+        for case in _open_cases()
+    ]
+    return render(request, "riskengine/queue.html", {"rows": rows})
+
+
+def _case_page(request, case_id: int, *, error: str = "", note: str = "", status: int = 200):
+    case = get_object_or_404(
+        ReviewCase.objects.select_related("order", "assessment", "claimed_by", "decided_by"), pk=case_id
+    )
+    order = case.order
+    context = {
+        "case": case,
+        "order": order,
+        "assessment": case.assessment,
+        "radar": case.assessment.radar or {},
+        "earlier_assessments": order.risk_assessments.exclude(pk=case.assessment_id),
+        "lines": order.lines.all(),
+        "history": _customer_history(order),
+        "links": _linked(order),
+        "accesses": order.accesses.select_related("line"),
+        "events": order.events.all(),
+        "labels": order.fraud_labels.all(),
+        "blockable": _blockable(order),
+        "refund_at": case.created_at + timedelta(hours=RiskSettings.current().review_deadline_hours),
+        "is_open": case.status == ReviewStatus.OPEN,
+        "claimed_by_me": case.claimed_by_id == request.user.pk,
+        "error": error,
+        "note": note,
+    }
+    return render(request, "riskengine/case_detail.html", context, status=status)
+
+
+@require_GET
+@reviewer_required
+def case_detail(request, case_id: int):
+    return _case_page(request, case_id)
+
+
+@require_POST
+@reviewer_required
+def case_claim(request, case_id: int):
+    get_object_or_404(ReviewCase, pk=case_id)
+    try:
+        review_claim(case_id=case_id, user=request.user)
+    except ReviewError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "You are reviewing this order; nobody else can decide it while you do.")
+    return redirect("review:case", case_id=case_id)
+
+
+@require_POST
+@reviewer_required
+def case_approve(request, case_id: int):
+    get_object_or_404(ReviewCase, pk=case_id)
+    note = request.POST.get("note", "")
+    try:
+        order = review_approve(case_id=case_id, user=request.user, note=note)
+    except ReviewError as exc:
+        return _case_page(request, case_id, error=str(exc), note=note, status=409)
+    except IllegalTransition as exc:
+        return _case_page(request, case_id, error=f"The order can no longer be approved: {exc}", note=note, status=409)
+    messages.success(request, f"{order.number} approved and released ({order.get_status_display()}).")
+    return redirect("review:queue")
+
+
+@require_POST
+@reviewer_required
+def case_reject(request, case_id: int):
+    get_object_or_404(ReviewCase, pk=case_id)
+    note = request.POST.get("note", "")
+    kinds = [kind for kind in request.POST.getlist("blocklist") if kind in BLOCKABLE]
+    try:
+        order = review_reject(case_id=case_id, user=request.user, note=note, blocklist=kinds)
+    except ReviewError as exc:
+        return _case_page(request, case_id, error=str(exc), note=note, status=409)
+    except (RefundNotAllowed, PaymentError) as exc:
+        error = f"The refund did not go through, nothing was decided: {exc}"
+        return _case_page(request, case_id, error=error, note=note, status=502)
+    blocked = f" Blocklisted: {', '.join(kinds)}." if kinds else ""
+    messages.success(request, f"{order.number} rejected and refunded.{blocked}")
+    return redirect("review:queue")
+
+
+# Metrics -----------------------------------------------------------------------------------------------
+
+
+def _decision_chart(days: list[metrics.DecisionCounts], *, width: int = 720, height: int = 180) -> dict:
+    """Stacked bars of each day's approve / review / decline shares (SVG geometry, no script)."""
+    slot = width / max(len(days), 1)
+    bars = []
+    for index, day in enumerate(days):
+        top = float(height)
+        segments = []
+        for decision in ("approve", "review", "decline"):
+            count = getattr(day, decision)
+            share = count / day.total if day.total else 0
+            size = share * height
+            top -= size
+            segments.append(
+                {
+                    "y": round(top, 1),
+                    "height": round(size, 1),
+                    "colour": DECISION_COLOURS[decision],
+                    "title": f"{day.day:%Y-%m-%d}: {count} {decision} ({share:.0%})",
+                }
+            )
+        bars.append({"x": round(index * slot + 1, 1), "width": round(max(slot - 2, 1), 1), "segments": segments})
+    return {"width": width, "height": height, "bars": bars}
+
+
+def _dispute_chart(months: list[metrics.MonthDisputes], *, width: int = 480, height: int = 160) -> dict:
+    """Bars of each month's dispute ratio with the card networks' early-warning lines."""
+    levels = {network: float(level * 100) for network, level in metrics.DISPUTE_THRESHOLDS.items()}
+    peak = max([m.percent or 0 for m in months] + [max(levels.values()) * 1.5])
+    slot = width / max(len(months), 1)
+
+    def y(percent: float) -> float:
+        return round(height - percent / peak * height, 1)
+
+    bars = [
+        {
+            "x": round(index * slot + 4, 1),
+            "width": round(slot - 8, 1),
+            "y": y(month.percent or 0),
+            "height": round(height - y(month.percent or 0), 1),
+            "over": bool(month.over),
+            "title": f"{month.month:%Y-%m}: {month.disputes} disputes / {month.paid_orders} paid",
+        }
+        for index, month in enumerate(months)
+    ]
+    lines = [{"network": n, "percent": p, "y": y(p)} for n, p in levels.items()]
+    return {"width": width, "height": height, "bars": bars, "lines": lines}
+
+
+def percent(part: int, whole: int, digits: int = 1) -> str:
+    return f"{100 * part / whole:.{digits}f}%" if whole else "n/a"
+
+
+@require_GET
+@reviewer_required
+def metrics_page(request):
+    per_day = metrics.decisions_per_day(days=30)
+    months = metrics.dispute_ratio_by_month(months=6)
+    days = [
+        {"counts": day, **{d: percent(getattr(day, d), day.total) for d in DECISION_COLOURS}}
+        for day in reversed(per_day)
+    ]
+    totals = metrics.decisions_total(per_day)
+    rules = [
+        {"stats": rule, "precision": percent(rule.fraud, rule.labelled, 0)} for rule in metrics.rule_hit_stats(days=90)
+    ]
+    context = {
+        "days": days,
+        "totals": totals,
+        "total_rates": {d: percent(getattr(totals, d), totals.total) for d in DECISION_COLOURS},
+        "decision_chart": _decision_chart(per_day),
+        "colours": DECISION_COLOURS,
+        "rules": rules,
+        "months": months,
+        "dispute_chart": _dispute_chart(months),
+        "thresholds": {network: float(level * 100) for network, level in metrics.DISPUTE_THRESHOLDS.items()},
+        "warnings": [m for m in months if m.over],
+        "settings": RiskSettings.current(),
+    }
+    return render(request, "riskengine/metrics.html", context)
