@@ -6,7 +6,7 @@ from dataclasses import replace
 from django.db import IntegrityError, transaction
 
 from fulfillment.keys import keys_reserve_for_order
-from orders.models import Order, OrderStatus
+from orders.models import Order, OrderEvent, OrderStatus
 from orders.services import PaymentSignals, order_mark_paid
 from orders.status import order_event_record
 from payments.models import Payment, PaymentStatus, WebhookEvent
@@ -96,7 +96,11 @@ def payment_apply_snapshot(*, provider_name: str, snapshot: PaymentSnapshot, act
     if payment is None:
         logger.warning("%s payment %s is not one of ours; ignored", provider_name, snapshot.ref)
         return None
-    if payment.status in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED) or payment.status == snapshot.status:
+    if payment.status in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+        return payment
+    if snapshot.status == PaymentStatus.FAILED:
+        _record_failed_attempt(payment=payment, snapshot=snapshot, actor=actor)
+    if payment.status == snapshot.status:
         return payment
     payment.status = snapshot.status
     payment.failure_message = snapshot.failure_message
@@ -116,16 +120,30 @@ def payment_apply_snapshot(*, provider_name: str, snapshot: PaymentSnapshot, act
                 radar=snapshot.radar,
             ),
         )
-    elif snapshot.status == PaymentStatus.FAILED:
-        risk_record_event(order=payment.order, event="payment_failed")
-        order_event_record(
-            order=payment.order,
-            type="payment_failed",
-            actor=actor,
-            note=snapshot.failure_message,
-            data={"payment": snapshot.ref},
-        )
     return payment
+
+
+def _record_failed_attempt(*, payment: Payment, snapshot: PaymentSnapshot, actor: str) -> None:
+    """Count each failed attempt once (a confirm response and its webhook describe the same attempt),
+    however many cards are tried on one PaymentIntent: card testing shows up in the counters."""
+    attempt = snapshot.attempt_ref
+    if (
+        attempt
+        and OrderEvent.objects.filter(order_id=payment.order_id, type="payment_failed", data__attempt=attempt).exists()
+    ):
+        return
+    if not attempt and payment.status == PaymentStatus.FAILED and snapshot.status == payment.status:
+        return  # nothing tells this notice from the one already counted
+    risk_record_event(
+        order=payment.order, event="payment_failed", card_fingerprint=snapshot.card_fingerprint, attempt=attempt
+    )
+    order_event_record(
+        order=payment.order,
+        type="payment_failed",
+        actor=actor,
+        note=snapshot.failure_message,
+        data={"payment": snapshot.ref, "attempt": attempt, "card": snapshot.card_fingerprint},
+    )
 
 
 def webhook_process(*, provider_name: str, payload: bytes, headers: dict[str, str]) -> str:
@@ -154,8 +172,12 @@ def webhook_process(*, provider_name: str, payload: bytes, headers: dict[str, st
             elif notice.payment is None:
                 outcome = "ignored"
             else:
+                snapshot = notice.payment
+                if snapshot.status == PaymentStatus.FAILED and not snapshot.attempt_ref:
+                    # each failure notification is one attempt (redeliveries stopped above by the event id)
+                    snapshot = replace(snapshot, attempt_ref=f"event:{notice.event_id}")
                 applied = payment_apply_snapshot(
-                    provider_name=provider_name, snapshot=notice.payment, actor=f"{provider_name}:webhook"
+                    provider_name=provider_name, snapshot=snapshot, actor=f"{provider_name}:webhook"
                 )
                 outcome = "applied" if applied else "unknown_payment"
             event.outcome = outcome

@@ -60,7 +60,8 @@ def risk_evaluate(signals: Signals, *, rules: list[RiskRule], thresholds: RiskSe
     if any(h.hard for h in hits) or score >= thresholds.decline_threshold:
         return Verdict(RiskDecision.DECLINE, score, hits, shadow)
     if outcome in RADAR_HOLD_OUTCOMES or level in RADAR_HOLD_LEVELS:
-        hits.append(Hit("radar", "radar", 0, f"Stripe Radar: {outcome or level}, held for review", dict(radar)))
+        what = "manual review" if outcome in RADAR_HOLD_OUTCOMES else f"risk level {level}"
+        hits.append(Hit("radar", "radar", 0, f"Stripe Radar {what}: held for review", dict(radar)))
         return Verdict(RiskDecision.REVIEW, score, hits, shadow)
     if score >= thresholds.review_threshold:
         return Verdict(RiskDecision.REVIEW, score, hits, shadow)
@@ -96,17 +97,28 @@ def risk_assess_order(*, order: Order, radar: dict | None = None) -> RiskAssessm
     return _store(order, verdict, stage="paid", radar=radar or {}, started=started)
 
 
-def risk_record_event(*, order: Order, event: str) -> None:
-    """Feed the velocity counters after commit: order placed, payment failed, card used."""
+def risk_record_event(*, order: Order, event: str, card_fingerprint: str = "", attempt: str = "") -> None:
+    """Feed the velocity counters: order placed, payment failed (with the declined card), card used.
+
+    'card_used' is recorded at once, not on commit, because the assessment that follows in the same
+    transaction must count the card being paid with (as the database fallback does).
+    """
     signals = signals_for_order(order)
     ids = identifiers(signals)
+    card = card_fingerprint or signals.card_fingerprint
+    others = {k: v for k, v in ids.items() if k != "card"}
     if event == "order_placed":
         transaction.on_commit(lambda: velocity_record(metric="orders", ids=ids, member=str(order.pk)), robust=True)
     elif event == "payment_failed":
-        member = f"{order.pk}:{time.time()}"
-        transaction.on_commit(lambda: velocity_record(metric="failed_payments", ids=ids, member=member), robust=True)
-    elif event == "card_used" and signals.card_fingerprint:
-        others = {k: v for k, v in ids.items() if k != "card"}
-        transaction.on_commit(
-            lambda: velocity_record(metric="distinct_cards", ids=others, member=signals.card_fingerprint), robust=True
-        )
+        member = attempt or f"{order.pk}:{time.time()}"
+        failed_ids = {**ids, "card": card} if card else ids
+
+        def record() -> None:
+            velocity_record(metric="failed_payments", ids=failed_ids, member=member)
+            if card:
+                velocity_record(metric="distinct_cards", ids=others, member=card)
+
+        transaction.on_commit(record, robust=True)
+    elif event == "card_used" and card:
+        velocity_record(metric="distinct_cards", ids=others, member=card)
+        velocity_record(metric="orders", ids={"card": card}, member=str(order.pk))

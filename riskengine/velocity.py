@@ -87,9 +87,16 @@ def _database_counts(*, metric: str, ids: dict[str, str], window_seconds: int) -
         if metric == "orders":
             counts[kind] = orders.count()
         elif metric == "failed_payments":
-            counts[kind] = OrderEvent.objects.filter(
-                Q(order__in=Order.objects.filter(**{field: value})), type="payment_failed", created_at__gte=since
-            ).count()
+            by_card = Q(data__card=value) if kind == "card" else Q(order__in=Order.objects.filter(**{field: value}))
+            counts[kind] = OrderEvent.objects.filter(by_card, type="payment_failed", created_at__gte=since).count()
         else:
-            counts[kind] = orders.exclude(card_fingerprint="").values("card_fingerprint").distinct().count()
+            paid_cards = set(orders.exclude(card_fingerprint="").values_list("card_fingerprint", flat=True))
+            failed_cards = set(
+                OrderEvent.objects.filter(
+                    order__in=Order.objects.filter(**{field: value}), type="payment_failed", created_at__gte=since
+                )
+                .exclude(data__card="")
+                .values_list("data__card", flat=True)
+            )
+            counts[kind] = len((paid_cards | failed_cards) - {None, ""})
     return counts

@@ -40,6 +40,7 @@ class PaymentSnapshot:
     order_number: str = ""
     card_fingerprint: str = ""
     card_country: str = ""
+    attempt_ref: str = ""  # the charge of this attempt, so one failed attempt is counted once
     billing_country: str = ""
     # Radar and 3-D Secure, as the provider reported them; empty when not assessed.
     radar: dict = field(default_factory=dict)

@@ -141,8 +141,22 @@ class StripeProvider:
             client_secret=obj.get("client_secret") or "",
             failure_message=(last_error.get("message") or "")[:300],
             order_number=((obj.get("metadata") or {}).get("order_number") or ""),
-            **charge_signals(obj.get("latest_charge")),
+            attempt_ref=_attempt_ref(obj, last_error),
+            **(charge_signals(obj.get("latest_charge")) or _failed_card(last_error)),
         )
+
+
+def _attempt_ref(intent: dict, last_error: dict) -> str:
+    charge = last_error.get("charge") or intent.get("latest_charge") or ""
+    return (charge.get("id", "") if isinstance(charge, dict) else str(charge))[:100]
+
+
+def _failed_card(last_error: dict) -> dict:
+    """The declined card (last_payment_error.payment_method), so card testing is counted per card."""
+    card = ((last_error.get("payment_method") or {}).get("card")) or {}
+    if not card:
+        return {}
+    return {"card_fingerprint": (card.get("fingerprint") or "")[:64], "card_country": (card.get("country") or "")[:2]}
 
 
 _FRAUD_EVENTS = {

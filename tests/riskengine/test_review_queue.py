@@ -248,7 +248,7 @@ def test_reviewer_sees_open_cases_oldest_first_with_score_reasons_amount_and_rad
     assert older.number in first and newer.number in second
     assert decided.number not in response.content.decode()
     assert "USD 49.00" in first and " 50 " in first
-    assert "High-risk product: " in first and "Stripe Radar: manual_review, held for review" in first
+    assert "High-risk product: " in first and "Stripe Radar manual review: held for review" in first
     assert "elevated" in first and "manual_review" in first
     assert "5 hours" in first
     assert "not assessed" in second and "bob" in second
@@ -282,7 +282,7 @@ def test_detail_shows_reasons_radar_history_linked_orders_and_the_reveal_log(
     html = response.content.decode()
     reasons = rows(html, "reason")
     assert any(r.startswith("High-risk product high_risk_product 50 High-risk product: ") for r in reasons)
-    assert any("Stripe Radar: manual_review, held for review" in r for r in reasons)
+    assert any("Stripe Radar manual review: held for review" in r for r in reasons)
     (shadow,) = rows(html, "reason shadow-reason")
     assert "Disposable email (trial) shadow: not counted" in shadow
     assert "Disposable email domain mailinator.com" in shadow and "(20)" in shadow
