@@ -1,6 +1,7 @@
 import secrets
 
 from django.db import models
+from django.db.models.fields.json import KeyTextTransform
 from django.utils.translation import gettext_lazy as _
 
 from catalog.models import FulfilmentKind
@@ -68,7 +69,12 @@ class Order(models.Model):
     class Meta:
         ordering = ["-created_at"]
         permissions = [("refund_order", "Can refund orders")]
-        indexes = [models.Index(fields=["status", "paid_at"], name="order_status_paid_at")]
+        indexes = [
+            models.Index(fields=["status", "paid_at"], name="order_status_paid_at"),
+            # risk engine: history, velocity fallback and fraud links by email and IP
+            models.Index(fields=["email", "created_at"], name="order_email_created"),
+            models.Index(fields=["purchase_ip", "created_at"], name="order_ip_created"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(total_amount=models.F("subtotal_amount") + models.F("shipping_amount")),
@@ -130,6 +136,20 @@ class OrderEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # velocity fallback: failed payments per order and per declined card
+            models.Index(
+                fields=["order", "created_at"],
+                name="orderevent_failed",
+                condition=models.Q(type="payment_failed"),
+            ),
+            models.Index(
+                KeyTextTransform("card", "data"),
+                "created_at",
+                name="orderevent_failed_card",
+                condition=models.Q(type="payment_failed"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.from_status}->{self.to_status}"

@@ -11,7 +11,14 @@ from orders.services import PaymentSignals, order_mark_paid
 from orders.status import order_event_record
 from payments.models import Payment, PaymentStatus, WebhookEvent
 from payments.providers import get_provider
-from payments.providers.base import PaymentError, PaymentProvider, PaymentRequest, PaymentSnapshot, WebhookNotice
+from payments.providers.base import (
+    PaymentDeclined,
+    PaymentError,
+    PaymentProvider,
+    PaymentRequest,
+    PaymentSnapshot,
+    WebhookNotice,
+)
 from riskengine.models import RiskDecision
 from riskengine.services import risk_check_before_payment, risk_record_event
 
@@ -83,7 +90,20 @@ def payment_confirm_card(*, payment: Payment, card_token: str, provider: Payment
     arrives first delivers and the other is a no-op.
     """
     provider = provider or get_provider(payment.provider)
-    snapshot = provider.confirm_with_card_token(ref=payment.provider_ref, card_token=card_token)
+    try:
+        snapshot = provider.confirm_with_card_token(ref=payment.provider_ref, card_token=card_token)
+    except PaymentDeclined:
+        # Record the declined attempt (velocity, events) and retire this intent, so the next attempt is
+        # screened again: card testing through our own pay endpoint is counted like any other failure.
+        try:
+            failed = provider.fetch_payment(ref=payment.provider_ref)
+        except PaymentError:
+            failed = None
+        if failed is not None:
+            if failed.status != PaymentStatus.FAILED:
+                failed = replace(failed, status=PaymentStatus.FAILED, failure_message="declined")
+            payment_apply_snapshot(provider_name=payment.provider, snapshot=failed, actor=f"{payment.provider}:confirm")
+        raise
     payment_apply_snapshot(provider_name=payment.provider, snapshot=snapshot, actor=f"{payment.provider}:confirm")
     payment.refresh_from_db()
     return payment

@@ -1,4 +1,5 @@
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils.translation import gettext_lazy as _
 
 
@@ -83,6 +84,7 @@ class ListEntry(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["allow", "kind", "value"], name="listentry_unique")]
+        indexes = [models.Index("kind", Upper("value"), name="listentry_kind_value_ci")]
         verbose_name_plural = "list entries"
 
     def __str__(self) -> str:

@@ -14,11 +14,12 @@ Parameters per type (RiskRule.params), with defaults:
 """
 
 import ipaddress
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from django.db.models import Avg, Q
+from django.db.models import Avg, Count, Max, Q
 
 from riskengine.models import ListEntry, ListKind, RiskRule, RuleType
 from riskengine.signals import Signals, identifiers
@@ -64,21 +65,41 @@ def list_matches(signals: Signals, *, allow: bool) -> list[str]:
     for kind, value in wanted.items():
         if value:
             query |= Q(kind=kind, value__iexact=value)
-    query |= Q(kind=ListKind.IP)
     matches = []
-    for entry in ListEntry.objects.filter(Q(allow=allow) & query).only("kind", "value"):
-        if entry.kind == ListKind.IP:
-            if signals.ip and _ip_in(signals.ip, entry.value):
-                matches.append(f"ip {entry.value}")
-        else:
-            matches.append(f"{entry.kind} {entry.value}")
+    if query:
+        rows = ListEntry.objects.filter(Q(allow=allow) & query).values_list("kind", "value")
+        matches = [f"{kind} {value}" for kind, value in rows]
+    if signals.ip:
+        matches += [f"ip {text}" for text, network in _ip_networks(allow) if _ip_in(signals.ip, network)]
     return matches
 
 
-def _ip_in(ip: str, network: str) -> bool:
+_IP_CACHE_SECONDS = 60.0
+_ip_cache: dict[bool, tuple[tuple, float, list]] = {}
+
+
+def _ip_networks(allow: bool) -> list:
+    """IP and CIDR entries, parsed once per change of the list (a count and max id check), at most a minute."""
+    entries = ListEntry.objects.filter(allow=allow, kind=ListKind.IP)
+    version = tuple(entries.aggregate(n=Count("pk"), last=Max("pk")).values())
+    cached = _ip_cache.get(allow)
+    now = time.monotonic()
+    if cached and cached[0] == version and cached[1] > now:
+        return cached[2]
+    networks = []
+    for text in entries.values_list("value", flat=True):
+        try:
+            networks.append((text, ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            continue
+    _ip_cache[allow] = (version, now + _IP_CACHE_SECONDS, networks)
+    return networks
+
+
+def _ip_in(ip: str, network) -> bool:
     try:
-        return ipaddress.ip_address(ip) in ipaddress.ip_network(network, strict=False)
-    except ValueError:
+        return ipaddress.ip_address(ip) in network
+    except (ValueError, TypeError):
         return False
 
 
@@ -89,6 +110,20 @@ def rule_blocklist(rule: RiskRule, s: Signals) -> Hit | None:
     return Hit(rule.name, rule.type, rule.points, f"On the blocklist: {', '.join(matches)}", {"matches": matches}, True)
 
 
+def velocity_requests(rules: list[RiskRule], s: Signals) -> list[tuple[str, str, str, int]]:
+    """Every count the velocity rules will ask for, so they can be fetched in one round trip."""
+    wanted = []
+    for rule in rules:
+        if rule.type != RuleType.VELOCITY:
+            continue
+        p = rule.params
+        window = int(p.get("window_minutes", 60)) * 60
+        for kind, value in identifiers(s).items():
+            if kind in p.get("by", ["email", "ip", "device", "card"]):
+                wanted.append((p.get("metric", "orders"), kind, value, window))
+    return wanted
+
+
 def rule_velocity(rule: RiskRule, s: Signals) -> Hit | None:
     p = rule.params
     metric = p.get("metric", "orders")
@@ -97,7 +132,12 @@ def rule_velocity(rule: RiskRule, s: Signals) -> Hit | None:
     ids = {k: v for k, v in identifiers(s).items() if k in p.get("by", ["email", "ip", "device", "card"])}
     if not ids:
         return None
-    counts, source = velocity_counts(metric=metric, ids=ids, window_seconds=window * 60)
+    batch = s.memo.get("velocity")
+    if batch is not None and all((metric, k, v, window * 60) in batch[0] for k, v in ids.items()):
+        counts = {k: batch[0][(metric, k, v, window * 60)] for k, v in ids.items()}
+        source = batch[1]
+    else:
+        counts, source = velocity_counts(metric=metric, ids=ids, window_seconds=window * 60)
     over = {k: n for k, n in counts.items() if n > threshold}
     if not over:
         return None
@@ -175,7 +215,11 @@ def rule_high_risk_product(rule: RiskRule, s: Signals) -> Hit | None:
 def rule_linked_fraud(rule: RiskRule, s: Signals) -> Hit | None:
     from riskengine.selectors import linked_orders
 
-    flagged = [link for link in linked_orders(order_id=s.order_id, hops=int(rule.params.get("hops", 2))) if link.fraud]
+    hops = int(rule.params.get("hops", 2))
+    links = s.memo.get(("links", hops))
+    if links is None:
+        links = s.memo[("links", hops)] = linked_orders(order_id=s.order_id, hops=hops)
+    flagged = [link for link in links if link.fraud]
     if not flagged:
         return None
     first = flagged[0]

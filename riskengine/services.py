@@ -8,9 +8,9 @@ from django.db import transaction
 
 from orders.models import Order
 from riskengine.models import RiskAssessment, RiskDecision, RiskRule, RiskSettings, RuleMode
-from riskengine.rules import EVALUATORS, PRE_PAYMENT_TYPES, Hit, list_matches
+from riskengine.rules import EVALUATORS, PRE_PAYMENT_TYPES, Hit, list_matches, velocity_requests
 from riskengine.signals import Signals, identifiers, signals_for_order
-from riskengine.velocity import velocity_record
+from riskengine.velocity import velocity_counts_many, velocity_record
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,14 @@ def risk_rules(*, types: tuple[str, ...] | None = None) -> list[RiskRule]:
 
 
 def risk_evaluate(signals: Signals, *, rules: list[RiskRule], thresholds: RiskSettings) -> Verdict:
+    """Score the signals against the rules (see _evaluate); the per-evaluation memo never outlives it."""
+    try:
+        return _evaluate(signals, rules=rules, thresholds=thresholds)
+    finally:
+        signals.memo.clear()
+
+
+def _evaluate(signals: Signals, *, rules: list[RiskRule], thresholds: RiskSettings) -> Verdict:
     """Score the signals against the rules. Pure apart from the reads the rules make; stores nothing.
 
     Allowlisted identifiers approve; a hard rule (blocklist) or Radar's 'highest' declines alone;
@@ -44,6 +52,9 @@ def risk_evaluate(signals: Signals, *, rules: list[RiskRule], thresholds: RiskSe
     """
     hits: list[Hit] = []
     shadow: list[Hit] = []
+    wanted = velocity_requests(rules, signals)
+    if wanted:
+        signals.memo["velocity"] = velocity_counts_many(wanted)
     for rule in rules:
         hit = EVALUATORS[rule.type](rule, signals)
         if hit is not None:

@@ -23,6 +23,8 @@ class Signals:
     product_ids: tuple[int, ...]
     high_risk_products: tuple[str, ...]
     radar: dict = field(default_factory=dict)
+    # Per-evaluation cache shared by rules (velocity counts, linked orders); never compared.
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def ip_country(ip: str | None) -> str:

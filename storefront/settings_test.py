@@ -16,3 +16,5 @@ STORAGES["default"]["OPTIONS"]["location"] = str(CACHE_DIR / "test-media")  # no
 LOGGING["root"]["level"] = "INFO"  # noqa: F405
 # One test database per run, so concurrent runs on one server never trample each other.
 DATABASES["default"]["TEST"] = {"NAME": f"test_storefront_{os.getpid()}"}  # noqa: F405
+# Velocity counters of this run only: tests never see another run's counts (cleaned up in conftest).
+RISK_VELOCITY_PREFIX = f"risk:test{os.getpid()}"

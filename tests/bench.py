@@ -183,6 +183,10 @@ def main() -> None:
                 f"{what}, {claims['buyers']} concurrent buyers, {products} product(s): "
                 f"{claims['keys_per_s']:.0f}/s ({claims['orders']} in {claims['seconds']:.1f} s)"
             )
+    from tests.bench_risk import bench_risk_scoring
+    from tests.bench_risk import report as risk_report
+
+    print(risk_report(bench_risk_scoring(n=int(os.environ.get("BENCH_RISK_ORDERS", "500")), history=5000)))
 
 
 if __name__ == "__main__":

@@ -390,7 +390,7 @@ def bench_risk_scoring(
     hung: int = 30,
     budget_s: float = 300.0,
     profile: bool = False,
-    what_if_indexes: bool = True,
+    what_if_indexes: bool = False,
 ) -> dict:
     """p50/p99 of risk_assess_order over `n` orders with the 20 active RULES (all others disabled meanwhile):
     with Redis up, with Redis refusing connections (database fallback), and, on `hung` orders, with a Redis

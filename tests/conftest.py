@@ -112,3 +112,20 @@ def celery_worker_on_redis():
             yield
     finally:
         celery_app.conf.task_always_eager = True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _velocity_keys_of_this_run():
+    """Delete this run's risk velocity counters from the shared test Redis when the run ends."""
+    yield
+    import redis as redis_lib
+
+    if not settings.REDIS_URL:
+        return
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{settings.RISK_VELOCITY_PREFIX}:*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    except redis_lib.RedisError:
+        pass

@@ -337,16 +337,6 @@ def pay_by_api(order, stripe_client, card_number: str):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: payments/services.py payment_confirm_card: a decline raises PaymentDeclined out of "
-    "provider.confirm_with_card_token before payment_apply_snapshot runs, so a failure through the shop's own "
-    "pay endpoint is not recorded (no payment_failed event, no velocity count) and the Payment stays 'created'; "
-    "the next attempt reuses it in payment_start_for_order without screening (real Stripe re-confirms it; "
-    "localstripe answers 400, so here attempts 2-5 get 503 payment_unavailable). Card testing through "
-    "/api/orders/<token>/pay/ is seen only if and when Stripe's webhook arrives. Fix: on PaymentDeclined, "
-    "fetch_payment(ref) and payment_apply_snapshot the failed snapshot (attempt = its charge id), then re-raise.",
-)
 def test_card_testing_through_the_pay_api_is_stopped(stripe_client, django_capture_on_commit_callbacks):
     # Given the shipped rules and a shopper trying one declined card after another on our pay endpoint
     use_shipped_rules()
