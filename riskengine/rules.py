@@ -53,8 +53,22 @@ def _disposable_domains() -> frozenset[str]:
     return frozenset(blocklist)
 
 
+def memoized(s: Signals, key, compute):
+    """Compute once per evaluation (risk_evaluate marks the memo); outside one, always fresh."""
+    if not s.memo.get("evaluating"):
+        return compute()
+    if key not in s.memo:
+        s.memo[key] = compute()
+    return s.memo[key]
+
+
 def list_matches(signals: Signals, *, allow: bool) -> list[str]:
     """Which of the order's identifiers are on the block (or allow) list, as 'kind value'."""
+    return memoized(signals, "lists", lambda: _list_matches_both(signals))[allow]
+
+
+def _list_matches_both(signals: Signals) -> dict[bool, list[str]]:
+    """Block and allow matches in one query, plus the cached IP networks."""
     wanted = {
         ListKind.EMAIL: signals.email,
         ListKind.EMAIL_DOMAIN: signals.email_domain,
@@ -65,34 +79,35 @@ def list_matches(signals: Signals, *, allow: bool) -> list[str]:
     for kind, value in wanted.items():
         if value:
             query |= Q(kind=kind, value__iexact=value)
-    matches = []
+    matches: dict[bool, list[str]] = {True: [], False: []}
     if query:
-        rows = ListEntry.objects.filter(Q(allow=allow) & query).values_list("kind", "value")
-        matches = [f"{kind} {value}" for kind, value in rows]
+        for allow, kind, value in ListEntry.objects.filter(query).values_list("allow", "kind", "value"):
+            matches[allow].append(f"{kind} {value}")
     if signals.ip:
-        matches += [f"ip {text}" for text, network in _ip_networks(allow) if _ip_in(signals.ip, network)]
+        for allow, networks in _ip_networks().items():
+            matches[allow] += [f"ip {text}" for text, network in networks if _ip_in(signals.ip, network)]
     return matches
 
 
 _IP_CACHE_SECONDS = 60.0
-_ip_cache: dict[bool, tuple[tuple, float, list]] = {}
+_ip_cache: tuple[tuple, float, dict] | None = None
 
 
-def _ip_networks(allow: bool) -> list:
-    """IP and CIDR entries, parsed once per change of the list (a count and max id check), at most a minute."""
-    entries = ListEntry.objects.filter(allow=allow, kind=ListKind.IP)
+def _ip_networks() -> dict[bool, list]:
+    """IP and CIDR entries of both lists, parsed once per change (a count and max id check), at most a minute."""
+    global _ip_cache
+    entries = ListEntry.objects.filter(kind=ListKind.IP)
     version = tuple(entries.aggregate(n=Count("pk"), last=Max("pk")).values())
-    cached = _ip_cache.get(allow)
     now = time.monotonic()
-    if cached and cached[0] == version and cached[1] > now:
-        return cached[2]
-    networks = []
-    for text in entries.values_list("value", flat=True):
+    if _ip_cache and _ip_cache[0] == version and _ip_cache[1] > now:
+        return _ip_cache[2]
+    networks: dict[bool, list] = {True: [], False: []}
+    for allow, text in entries.values_list("allow", "value"):
         try:
-            networks.append((text, ipaddress.ip_network(text, strict=False)))
+            networks[allow].append((text, ipaddress.ip_network(text, strict=False)))
         except ValueError:
             continue
-    _ip_cache[allow] = (version, now + _IP_CACHE_SECONDS, networks)
+    _ip_cache = (version, now + _IP_CACHE_SECONDS, networks)
     return networks
 
 
@@ -132,7 +147,7 @@ def rule_velocity(rule: RiskRule, s: Signals) -> Hit | None:
     ids = {k: v for k, v in identifiers(s).items() if k in p.get("by", ["email", "ip", "device", "card"])}
     if not ids:
         return None
-    batch = s.memo.get("velocity")
+    batch = s.memo.get("velocity") if s.memo.get("evaluating") else None
     if batch is not None and all((metric, k, v, window * 60) in batch[0] for k, v in ids.items()):
         counts = {k: batch[0][(metric, k, v, window * 60)] for k, v in ids.items()}
         source = batch[1]
@@ -213,12 +228,10 @@ def rule_high_risk_product(rule: RiskRule, s: Signals) -> Hit | None:
 
 
 def rule_linked_fraud(rule: RiskRule, s: Signals) -> Hit | None:
-    from riskengine.selectors import linked_orders
+    from riskengine.selectors import fraud_links
 
     hops = int(rule.params.get("hops", 2))
-    links = s.memo.get(("links", hops))
-    if links is None:
-        links = s.memo[("links", hops)] = linked_orders(order_id=s.order_id, hops=hops)
+    links = memoized(s, ("fraud_links", hops), lambda: fraud_links(order_id=s.order_id, hops=hops))
     flagged = [link for link in links if link.fraud]
     if not flagged:
         return None

@@ -36,6 +36,8 @@ def risk_rules(*, types: tuple[str, ...] | None = None) -> list[RiskRule]:
 
 def risk_evaluate(signals: Signals, *, rules: list[RiskRule], thresholds: RiskSettings) -> Verdict:
     """Score the signals against the rules (see _evaluate); the per-evaluation memo never outlives it."""
+    signals.memo.clear()
+    signals.memo["evaluating"] = True
     try:
         return _evaluate(signals, rules=rules, thresholds=thresholds)
     finally:
