@@ -3,26 +3,27 @@
 Its members are not staff, so the Django admin refuses them; the queue checks riskengine.review_orders.
 """
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
 REVIEWERS_GROUP = "Risk reviewers"
-REVIEWER_PERMISSIONS = ["review_orders", "view_riskassessment"]
+# (model, codename, name): created here because post_migrate has not made them yet on a fresh database.
+REVIEWER_PERMISSIONS = [
+    ("reviewcase", "review_orders", "Can work the risk review queue"),
+    ("riskassessment", "view_riskassessment", "Can view risk assessment"),
+]
 
 
 def create_reviewers_group(apps, schema_editor):
-    # Permissions are normally created after migrate (post_migrate); on a fresh database they do not exist yet.
-    app_config = apps.get_app_config("riskengine")
-    had_models_module = getattr(app_config, "models_module", None)
-    app_config.models_module = had_models_module or True
-    create_permissions(app_config, verbosity=0, apps=apps)
-    app_config.models_module = had_models_module
-    Group = apps.get_model("auth", "Group")
+    ContentType = apps.get_model("contenttypes", "ContentType")
     Permission = apps.get_model("auth", "Permission")
+    Group = apps.get_model("auth", "Group")
     group, _ = Group.objects.get_or_create(name=REVIEWERS_GROUP)
-    group.permissions.add(
-        *Permission.objects.filter(content_type__app_label="riskengine", codename__in=REVIEWER_PERMISSIONS)
-    )
+    for model, codename, name in REVIEWER_PERMISSIONS:
+        content_type, _ = ContentType.objects.get_or_create(app_label="riskengine", model=model)
+        permission, _ = Permission.objects.get_or_create(
+            content_type=content_type, codename=codename, defaults={"name": name}
+        )
+        group.permissions.add(permission)
 
 
 def remove_reviewers_group(apps, schema_editor):
