@@ -150,3 +150,18 @@ class FraudLabel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order}: {'fraud' if self.is_fraud else 'legitimate'} ({self.source})"
+
+
+class RiskConfigVersion(models.Model):
+    """Change stamps for the engine's per-process snapshot (riskengine.config): one row per part.
+
+    Database triggers (migration 0006) give a part a new stamp on every write to its tables (rules,
+    list entries, fraud labels), whoever writes, so no writer can forget to; an assessment compares
+    the stamps with those of what it holds.
+    """
+
+    part = models.CharField(max_length=10, primary_key=True)
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.part}: {self.version}"

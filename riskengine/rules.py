@@ -13,14 +13,13 @@ Parameters per type (RiskRule.params), with defaults:
   and highest declines regardless, see services)
 """
 
-import ipaddress
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from django.db.models import Avg, Count, Max, Q
+from django.db.models import Q
 
+from riskengine.config import RiskConfig, risk_config
 from riskengine.models import ListEntry, ListKind, RiskRule, RuleType
 from riskengine.signals import Signals, identifiers
 from riskengine.velocity import velocity_counts
@@ -62,60 +61,41 @@ def memoized(s: Signals, key, compute):
     return s.memo[key]
 
 
+def current_config(s: Signals) -> RiskConfig:
+    """The rules' view of lists and fraud identifiers: fetched once per evaluation (or given to it)."""
+    return memoized(s, "config", risk_config)
+
+
 def list_matches(signals: Signals, *, allow: bool) -> list[str]:
     """Which of the order's identifiers are on the block (or allow) list, as 'kind value'."""
-    return memoized(signals, "lists", lambda: _list_matches_both(signals))[allow]
+    return memoized(signals, "lists", lambda: _list_matches_both(signals, current_config(signals)))[allow]
 
 
-def _list_matches_both(signals: Signals) -> dict[bool, list[str]]:
-    """Block and allow matches in one query, plus the cached IP networks."""
+def _list_matches_both(signals: Signals, config: RiskConfig) -> dict[bool, list[str]]:
+    """Block and allow matches from the cached lists (or one query when they are too long to hold)."""
     wanted = {
         ListKind.EMAIL: signals.email,
         ListKind.EMAIL_DOMAIN: signals.email_domain,
         ListKind.DEVICE: signals.device_id,
         ListKind.CARD: signals.card_fingerprint,
     }
-    query = Q()
-    for kind, value in wanted.items():
-        if value:
-            query |= Q(kind=kind, value__iexact=value)
     matches: dict[bool, list[str]] = {True: [], False: []}
-    if query:
-        for allow, kind, value in ListEntry.objects.filter(query).values_list("allow", "kind", "value"):
-            matches[allow].append(f"{kind} {value}")
+    if config.exact_lists is None:
+        query = Q()
+        for kind, value in wanted.items():
+            if value:
+                query |= Q(kind=kind, value__iexact=value)
+        if query:
+            for allow, kind, value in ListEntry.objects.filter(query).values_list("allow", "kind", "value"):
+                matches[allow].append(f"{kind} {value}")
+    else:
+        for kind, value in wanted.items():
+            for allow, listed in config.exact_lists.get((kind, value.casefold()), []) if value else []:
+                matches[allow].append(f"{kind} {listed}")
     if signals.ip:
-        for allow, networks in _ip_networks().items():
-            matches[allow] += [f"ip {text}" for text, network in networks if _ip_in(signals.ip, network)]
+        for allow, networks in config.ip_lists.items():
+            matches[allow] += [f"ip {text}" for text in networks.matches(signals.ip)]
     return matches
-
-
-_IP_CACHE_SECONDS = 60.0
-_ip_cache: tuple[tuple, float, dict] | None = None
-
-
-def _ip_networks() -> dict[bool, list]:
-    """IP and CIDR entries of both lists, parsed once per change (a count and max id check), at most a minute."""
-    global _ip_cache
-    entries = ListEntry.objects.filter(kind=ListKind.IP)
-    version = tuple(entries.aggregate(n=Count("pk"), last=Max("pk")).values())
-    now = time.monotonic()
-    if _ip_cache and _ip_cache[0] == version and _ip_cache[1] > now:
-        return _ip_cache[2]
-    networks: dict[bool, list] = {True: [], False: []}
-    for allow, text in entries.values_list("allow", "value"):
-        try:
-            networks[allow].append((text, ipaddress.ip_network(text, strict=False)))
-        except ValueError:
-            continue
-    _ip_cache = (version, now + _IP_CACHE_SECONDS, networks)
-    return networks
-
-
-def _ip_in(ip: str, network) -> bool:
-    try:
-        return ipaddress.ip_address(ip) in network
-    except (ValueError, TypeError):
-        return False
 
 
 def rule_blocklist(rule: RiskRule, s: Signals) -> Hit | None:
@@ -188,12 +168,15 @@ def rule_country_mismatch(rule: RiskRule, s: Signals) -> Hit | None:
 
 
 def rule_amount_vs_history(rule: RiskRule, s: Signals) -> Hit | None:
-    from orders.models import Order
+    from riskengine.selectors import customer_average_paid
 
     multiple = float(rule.params.get("multiple", 3))
     first_max = int(rule.params.get("first_purchase_max", 10000))
-    earlier = Order.objects.filter(email=s.email, currency=s.currency, paid_at__isnull=False).exclude(pk=s.order_id)
-    average = earlier.aggregate(avg=Avg("total_amount"))["avg"]
+    average = memoized(
+        s,
+        "history_average",
+        lambda: customer_average_paid(email=s.email, currency=s.currency, excluding_order_id=s.order_id),
+    )
     if average is None:
         if s.amount > first_max:
             return Hit(
@@ -231,7 +214,14 @@ def rule_linked_fraud(rule: RiskRule, s: Signals) -> Hit | None:
     from riskengine.selectors import fraud_links
 
     hops = int(rule.params.get("hops", 2))
-    links = memoized(s, ("fraud_links", hops), lambda: fraud_links(order_id=s.order_id, hops=hops))
+    fraud = current_config(s).fraud_identifiers
+    if hops <= 2:  # one walk answers both depths: its hop-1 links are what a one-hop rule sees
+        links = memoized(s, "fraud_links", lambda: fraud_links(order_id=s.order_id, ids=identifiers(s), fraud=fraud))
+        links = [link for link in links if link.hops <= hops]
+    else:
+        links = memoized(
+            s, ("fraud_links", hops), lambda: fraud_links(order_id=s.order_id, ids={}, fraud=fraud, hops=hops)
+        )
     flagged = [link for link in links if link.fraud]
     if not flagged:
         return None

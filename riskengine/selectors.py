@@ -1,14 +1,13 @@
 """Reads for the risk engine and the review queue."""
 
-import time
 from dataclasses import dataclass
 
-from django.db.models import Count, Max, Q
+from django.db import connection
+from django.db.models import Q
 
-from orders.models import Order
+from orders.models import Order, OrderLine
+from riskengine.config import LINK_FIELDS
 from riskengine.models import FraudLabel
-
-LINK_FIELDS = {"email": "email", "ip": "purchase_ip", "device": "device_id", "card": "card_fingerprint"}
 
 
 @dataclass(frozen=True)
@@ -54,60 +53,27 @@ def linked_orders(*, order_id: int, hops: int = 2, limit: int = 200) -> list[Lin
     return [Link(order_id=o, number=n, path=p, hops=h, fraud=o in fraud) for o, n, p, h in found]
 
 
-_FRAUD_CACHE_SECONDS = 60.0
-_fraud_cache: tuple[tuple, float, dict] | None = None
-
-
-def fraud_identifiers() -> dict[tuple[str, str], str]:
-    """(kind, value) -> order number for every identifier of an order labelled fraud.
-
-    Fraud is rare, so this map is small; it is rebuilt when labels change (count and max id) or
-    after a minute, and lets the linked-fraud rule answer with one query instead of a graph walk.
-    """
-    global _fraud_cache
-    labels = FraudLabel.objects.filter(is_fraud=True)
-    version = tuple(labels.aggregate(n=Count("pk"), last=Max("pk")).values())
-    now = time.monotonic()
-    if _fraud_cache and _fraud_cache[0] == version and _fraud_cache[1] > now:
-        return _fraud_cache[2]
-    found: dict[tuple[str, str], str] = {}
-    rows = Order.objects.filter(pk__in=labels.values("order_id")).values("number", *LINK_FIELDS.values())
-    for row in rows:
-        for label, field in LINK_FIELDS.items():
-            if row[field]:
-                found.setdefault((label, str(row[field])), row["number"])
-    _fraud_cache = (version, now + _FRAUD_CACHE_SECONDS, found)
-    return found
-
-
-def fraud_links(*, order_id: int, hops: int = 2, limit: int = 500) -> list[Link]:
+def fraud_links(
+    *, order_id: int, ids: dict[str, str], fraud: dict[tuple[str, str], str], hops: int = 2, limit: int = 500
+) -> list[Link]:
     """Fraud-labelled orders reachable from this one through shared identifiers.
 
-    Hop 1: the order shares an identifier with a fraud order. Hop 2: it shares an identifier with
-    another order that shares one with a fraud order. One query for the neighbours, the rest in memory.
+    `ids` are the order's own identifiers (kind -> value) and `fraud` maps the identifiers of fraud orders
+    to their numbers (riskengine.config). Hop 1: the order shares an identifier with a fraud order; only
+    when there is none, hop 2: it shares one with another order that shares one with a fraud order. One
+    query for the neighbours, the rest in memory; deeper walks (tuning) take the general graph walk.
     """
-    fraud = fraud_identifiers()
     if not fraud:
         return []
-    if hops > 2:  # deeper walks are rare (backtests, tuning): the general graph walk
+    if hops > 2:
         return [link for link in linked_orders(order_id=order_id, hops=hops) if link.fraud]
-    values = list(LINK_FIELDS.values())
-    me = Order.objects.filter(pk=order_id).values(*values).first()
-    if me is None:
-        return []
-    mine = {(label, str(me[f])) for label, f in LINK_FIELDS.items() if me[f]}
+    mine = {(label, str(value)) for label, value in ids.items() if label in LINK_FIELDS and value}
     links = [
         Link(order_id=0, number=fraud[key], path=key[0], hops=1, fraud=True) for key in sorted(mine) if key in fraud
     ]
-    if hops < 2 or links:
+    if hops < 2 or links or not mine:
         return links
-    query = Q()
-    for label, value in mine:
-        query |= Q(**{LINK_FIELDS[label]: value})
-    if not query:
-        return []
-    neighbours = Order.objects.filter(query).exclude(pk=order_id).values("number", *values)[:limit]
-    for row in neighbours:
+    for row in _orders_sharing(mine, order_id=order_id, limit=limit):
         via = next(label for label, f in LINK_FIELDS.items() if row[f] and (label, str(row[f])) in mine)
         for label, f in LINK_FIELDS.items():
             key = (label, str(row[f]))
@@ -115,3 +81,47 @@ def fraud_links(*, order_id: int, hops: int = 2, limit: int = 500) -> list[Link]
                 links.append(Link(order_id=0, number=fraud[key], path=f"{via} -> {label}", hops=2, fraud=True))
                 break
     return links
+
+
+# The reads below run for every paid order, so they are plain SQL: the ORM's query building costs more
+# than the queries themselves here (about 0.5 ms each; see tests/bench_risk.py). Standard SQL, so the
+# demo's SQLite runs them too.
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _orders_sharing(identifiers: set[tuple[str, str]], *, order_id: int, limit: int) -> list[dict]:
+    """Other orders sharing any of these (kind, value) identifiers, as dicts of number and LINK_FIELDS."""
+    columns = list(LINK_FIELDS.values())
+    where = " OR ".join(f"{LINK_FIELDS[label]} = %s" for label, _ in sorted(identifiers))
+    sql = f"SELECT number, {', '.join(columns)} FROM {_table(Order)} WHERE ({where}) AND id <> %s LIMIT %s"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for _, value in sorted(identifiers)] + [order_id, limit])
+        return [dict(zip(["number", *columns], row, strict=True)) for row in cursor.fetchall()]
+
+
+def risk_order_lines(*, order_id: int) -> list[tuple[int, str, bool]]:
+    """(product id, product name, product is high risk) for each line of the order."""
+    from catalog.models import Product
+
+    sql = (
+        f"SELECT l.product_id, p.name, p.high_risk FROM {_table(OrderLine)} l"
+        f" JOIN {_table(Product)} p ON p.id = l.product_id WHERE l.order_id = %s ORDER BY l.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [order_id])
+        return [(product_id, name, bool(high_risk)) for product_id, name, high_risk in cursor.fetchall()]
+
+
+def customer_average_paid(*, email: str, currency: str, excluding_order_id: int) -> float | None:
+    """The average total of this email's other paid orders in this currency, or None when it has none."""
+    sql = (
+        f"SELECT AVG(total_amount) FROM {_table(Order)}"
+        " WHERE email = %s AND currency = %s AND paid_at IS NOT NULL AND id <> %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [email, currency, excluding_order_id])
+        average = cursor.fetchone()[0]
+    return None if average is None else float(average)

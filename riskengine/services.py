@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from orders.models import Order
+from riskengine.config import RiskConfig, risk_config
 from riskengine.models import RiskAssessment, RiskDecision, RiskRule, RiskSettings, RuleMode
 from riskengine.rules import EVALUATORS, PRE_PAYMENT_TYPES, Hit, list_matches, velocity_requests
 from riskengine.signals import Signals, identifiers, signals_for_order
@@ -27,17 +28,23 @@ class Verdict:
     shadow_hits: list[Hit]
 
 
-def risk_rules(*, types: tuple[str, ...] | None = None) -> list[RiskRule]:
-    rules = RiskRule.objects.filter(enabled=True)
-    if types is not None:
-        rules = rules.filter(type__in=types)
-    return list(rules)
+def risk_rules(*, types: tuple[str, ...] | None = None, config: RiskConfig | None = None) -> list[RiskRule]:
+    """The enabled rules (of these types), from the per-process snapshot."""
+    rules = (config or risk_config()).rules
+    return [rule for rule in rules if types is None or rule.type in types]
 
 
-def risk_evaluate(signals: Signals, *, rules: list[RiskRule], thresholds: RiskSettings) -> Verdict:
-    """Score the signals against the rules (see _evaluate); the per-evaluation memo never outlives it."""
+def risk_evaluate(
+    signals: Signals, *, rules: list[RiskRule], thresholds: RiskSettings, config: RiskConfig | None = None
+) -> Verdict:
+    """Score the signals against the rules (see _evaluate); the per-evaluation memo never outlives it.
+
+    `config` is the snapshot the caller already holds, so an assessment checks it only once.
+    """
     signals.memo.clear()
     signals.memo["evaluating"] = True
+    if config is not None:
+        signals.memo["config"] = config
     try:
         return _evaluate(signals, rules=rules, thresholds=thresholds)
     finally:
@@ -97,16 +104,19 @@ def _store(order: Order, verdict: Verdict, *, stage: str, radar: dict, started: 
 def risk_check_before_payment(*, order: Order) -> RiskAssessment:
     """Blocklist and velocity only, before the provider is asked for a payment (stops card testing)."""
     started = time.perf_counter()
+    config = risk_config()
     signals = signals_for_order(order)
-    verdict = risk_evaluate(signals, rules=risk_rules(types=PRE_PAYMENT_TYPES), thresholds=RiskSettings.current())
+    rules = risk_rules(types=PRE_PAYMENT_TYPES, config=config)
+    verdict = risk_evaluate(signals, rules=rules, thresholds=config.thresholds, config=config)
     return _store(order, verdict, stage="pre_payment", radar={}, started=started)
 
 
 def risk_assess_order(*, order: Order, radar: dict | None = None) -> RiskAssessment:
     """Decide approve / review / decline for a paid order and store the assessment with every reason."""
     started = time.perf_counter()
+    config = risk_config()
     signals = signals_for_order(order, radar=radar)
-    verdict = risk_evaluate(signals, rules=risk_rules(), thresholds=RiskSettings.current())
+    verdict = risk_evaluate(signals, rules=list(config.rules), thresholds=config.thresholds, config=config)
     return _store(order, verdict, stage="paid", radar=radar or {}, started=started)
 
 

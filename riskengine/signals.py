@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import iptocc
 
 from orders.models import Order
+from riskengine.selectors import risk_order_lines
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ def ip_country(ip: str | None) -> str:
 
 
 def signals_for_order(order: Order, *, radar: dict | None = None) -> Signals:
-    lines = list(order.lines.select_related("product"))
+    lines = risk_order_lines(order_id=order.pk)
     email = order.email.lower()
     return Signals(
         order_id=order.pk,
@@ -51,8 +52,8 @@ def signals_for_order(order: Order, *, radar: dict | None = None) -> Signals:
         billing_country=order.billing_country or order.ship_country,
         amount=order.total_amount,
         currency=order.currency,
-        product_ids=tuple(line.product_id for line in lines),
-        high_risk_products=tuple(line.product.name for line in lines if line.product.high_risk),
+        product_ids=tuple(product_id for product_id, _, _ in lines),
+        high_risk_products=tuple(name for _, name, high_risk in lines if high_risk),
         radar=radar or {},
     )
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
+from django.db.models import Count, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
@@ -86,12 +87,7 @@ def velocity_counts_many(requests: list[Request]) -> tuple[dict[Request, int], s
             return dict(zip(requests, (int(n) for n in pipe.execute()), strict=True)), "redis"
         except redis.RedisError as exc:
             _trip(client, exc, "counting")
-    counts = {}
-    for metric, kind, value, window in requests:
-        counts[(metric, kind, value, window)] = _database_counts(
-            metric=metric, ids={kind: value}, window_seconds=window
-        )[kind]
-    return counts, "database"
+    return _database_counts_many(requests), "database"
 
 
 def velocity_counts(*, metric: str, ids: dict[str, str], window_seconds: int) -> tuple[dict[str, int], str]:
@@ -104,31 +100,95 @@ def velocity_counts(*, metric: str, ids: dict[str, str], window_seconds: int) ->
 _ORDER_FIELDS = {"email": "email", "ip": "purchase_ip", "device": "device_id", "card": "card_fingerprint"}
 
 
-def _database_counts(*, metric: str, ids: dict[str, str], window_seconds: int) -> dict[str, int]:
+def _database_counts_many(requests: list[Request]) -> dict[Request, int]:
+    """The same counts from PostgreSQL: one query per metric asked for, whatever the identifiers and windows.
+
+    Orders and failed payments are counted with one filtered COUNT per request over the rows matching
+    any of the identifiers; distinct cards are collected from paid orders and declined attempts and
+    counted per request in memory (a shopper's own rows are few).
+    """
+    from orders.models import Order
+
+    now = timezone.now()
+    counts: dict[Request, int] = {}
+    for metric in METRICS:
+        wanted = [r for r in requests if r[0] == metric]
+        if not wanted:
+            continue
+        since = {r: now - timedelta(seconds=r[3]) for r in wanted}
+        earliest = min(since.values())
+        by_identifier = Q()
+        for _, kind, value, _ in wanted:
+            by_identifier |= Q(**{_ORDER_FIELDS[kind]: value})
+        if metric == "orders":
+            aggregates = {
+                f"n{i}": Count("pk", filter=Q(**{_ORDER_FIELDS[r[1]]: r[2]}, created_at__gte=since[r]))
+                for i, r in enumerate(wanted)
+            }
+            row = Order.objects.filter(by_identifier, created_at__gte=earliest).aggregate(**aggregates)
+            counts.update({r: row[f"n{i}"] for i, r in enumerate(wanted)})
+        elif metric == "failed_payments":
+            counts.update(_failed_payment_counts(wanted, since, earliest))
+        else:
+            counts.update(_distinct_card_counts(wanted, since, earliest, by_identifier))
+    return counts
+
+
+def _failed_payment_counts(wanted: list[Request], since: dict, earliest) -> dict[Request, int]:
+    """Failed attempts per identifier: by the order's email, IP or device, or by the declined card itself."""
     from orders.models import Order, OrderEvent
 
-    since = timezone.now() - timedelta(seconds=window_seconds)
-    counts = {}
-    for kind, value in ids.items():
-        field = _ORDER_FIELDS[kind]
-        orders = Order.objects.filter(**{field: value}, created_at__gte=since)
-        if metric == "orders":
-            counts[kind] = orders.count()
-        elif metric == "failed_payments":
-            failed = OrderEvent.objects.filter(type="payment_failed", created_at__gte=since)
-            if kind == "card":  # matches the (data->>'card', created_at) partial index
-                failed = failed.annotate(card=KeyTextTransform("card", "data")).filter(card=value)
-            else:
-                failed = failed.filter(order__in=Order.objects.filter(**{field: value}))
-            counts[kind] = failed.count()
-        else:
-            paid_cards = set(orders.exclude(card_fingerprint="").values_list("card_fingerprint", flat=True))
-            failed_cards = set(
-                OrderEvent.objects.filter(
-                    order__in=Order.objects.filter(**{field: value}), type="payment_failed", created_at__gte=since
-                )
-                .exclude(data__card="")
-                .values_list("data__card", flat=True)
+    failed = OrderEvent.objects.filter(type="payment_failed", created_at__gte=earliest)
+    counts: dict[Request, int] = {}
+    cards = [r for r in wanted if r[1] == "card"]
+    if cards:  # the (data->>'card', created_at) partial index
+        rows = (
+            failed.annotate(card=KeyTextTransform("card", "data"))
+            .filter(card__in=[r[2] for r in cards])
+            .aggregate(
+                **{f"n{i}": Count("pk", filter=Q(card=r[2], created_at__gte=since[r])) for i, r in enumerate(cards)}
             )
-            counts[kind] = len((paid_cards | failed_cards) - {None, ""})
+        )
+        counts.update({r: rows[f"n{i}"] for i, r in enumerate(cards)})
+    others = [r for r in wanted if r[1] != "card"]
+    if others:
+        by_identifier = Q()
+        for _, kind, value, _ in others:
+            by_identifier |= Q(**{_ORDER_FIELDS[kind]: value})
+        rows = failed.filter(order__in=Order.objects.filter(by_identifier)).aggregate(
+            **{
+                f"n{i}": Count("pk", filter=Q(**{f"order__{_ORDER_FIELDS[r[1]]}": r[2]}, created_at__gte=since[r]))
+                for i, r in enumerate(others)
+            }
+        )
+        counts.update({r: rows[f"n{i}"] for i, r in enumerate(others)})
+    return counts
+
+
+def _distinct_card_counts(wanted: list[Request], since: dict, earliest, by_identifier: Q) -> dict[Request, int]:
+    """Cards seen per identifier: paid with (the order's card) or declined (the failed attempt's card)."""
+    from orders.models import Order, OrderEvent
+
+    fields = list(_ORDER_FIELDS.values())
+    seen: list[tuple[dict, str, object]] = []  # (identifier values of the order, card, when)
+    paid = Order.objects.filter(by_identifier, created_at__gte=earliest).exclude(card_fingerprint="")
+    for row in paid.values(*fields, "created_at"):
+        seen.append((row, row["card_fingerprint"], row["created_at"]))
+    declined = (
+        OrderEvent.objects.filter(
+            order__in=Order.objects.filter(by_identifier), type="payment_failed", created_at__gte=earliest
+        )
+        .annotate(card=KeyTextTransform("card", "data"))
+        .exclude(card="")
+        .exclude(card__isnull=True)
+        .values("card", "created_at", *(f"order__{f}" for f in fields))
+    )
+    for row in declined:
+        seen.append(({f: row[f"order__{f}"] for f in fields}, row["card"], row["created_at"]))
+    counts: dict[Request, int] = {}
+    for request in wanted:
+        _, kind, value, _ = request
+        field = _ORDER_FIELDS[kind]
+        cards = {card for ids, card, when in seen if str(ids[field]) == value and when >= since[request]}
+        counts[request] = len(cards - {None, ""})
     return counts

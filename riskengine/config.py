@@ -1,0 +1,136 @@
+"""What every assessment reads but staff change rarely, kept per process and checked with one query.
+
+Rules, thresholds, the block and allow lists, and the identifiers of fraud-labelled orders are loaded
+once and reused while one small query says nothing changed: it reads the thresholds themselves and a
+change stamp per part (RiskConfigVersion), which database triggers renew on every write to the rules,
+list entries or fraud labels, whoever writes them. A rule disabled or an entry added in admin is thus
+seen by the very next assessment in every process, and the check costs the same with a million list
+entries as with ten. The fraud identifiers also reload after a minute, because they are read from the
+labelled orders, whose rows the triggers do not watch.
+"""
+
+import ipaddress
+import secrets
+import time
+from dataclasses import dataclass
+
+from django.db import connection
+
+from riskengine.models import FraudLabel, ListEntry, ListKind, RiskConfigVersion, RiskRule, RiskSettings
+
+FRAUD_RELOAD_SECONDS = 60.0
+# Beyond this many exact-match entries the lists are queried per order instead of held in memory.
+LIST_MEMORY_MAX = 200_000
+LINK_FIELDS = {"email": "email", "ip": "purchase_ip", "device": "device_id", "card": "card_fingerprint"}
+
+
+class IpIndex:
+    """IP addresses and CIDR ranges, looked up by prefix: one dict probe per distinct prefix length."""
+
+    def __init__(self) -> None:
+        self._by_prefix: dict[tuple[int, int], dict[int, list[str]]] = {}  # (ip version, length) -> network -> texts
+
+    def add(self, text: str) -> None:
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            return  # not an address: it can match nothing
+        bits = network.max_prefixlen - network.prefixlen
+        slot = self._by_prefix.setdefault((network.version, network.prefixlen), {})
+        slot.setdefault(int(network.network_address) >> bits, []).append(text)
+
+    def matches(self, ip: str) -> list[str]:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return []
+        found: list[str] = []
+        for (version, length), networks in self._by_prefix.items():
+            if version == address.version:
+                found += networks.get(int(address) >> (address.max_prefixlen - length), [])
+        return found
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    rules: tuple[RiskRule, ...]  # enabled rules only
+    thresholds: RiskSettings
+    # (kind, casefolded value) -> [(allow, value as listed)]; None when there are too many to hold
+    exact_lists: dict[tuple[str, str], list[tuple[bool, str]]] | None
+    ip_lists: dict[bool, IpIndex]
+    fraud_identifiers: dict[tuple[str, str], str]  # (identifier kind, value) -> number of a fraud order
+
+
+PARTS = ("rules", "lists", "fraud")
+_parts: dict[str, tuple[int, float, object]] = {}
+
+
+def _stamps_and_thresholds() -> tuple:
+    quote = connection.ops.quote_name
+    stamps, settings_table = quote(RiskConfigVersion._meta.db_table), quote(RiskSettings._meta.db_table)
+    columns = [f"(SELECT version FROM {stamps} WHERE part = '{part}')" for part in PARTS]
+    columns += [
+        f"(SELECT {column} FROM {settings_table} WHERE id = 1)"
+        for column in ("review_threshold", "decline_threshold", "review_deadline_hours")
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(columns)}")
+        return tuple(cursor.fetchone())
+
+
+def _part(name: str, stamp: int | None, load, now: float, *, max_age: float = float("inf")):
+    cached = _parts.get(name)
+    if stamp is not None and cached and cached[0] == stamp and cached[1] > now:
+        return cached[2]
+    value = load()
+    if stamp is not None:
+        _parts[name] = (stamp, now + max_age, value)
+    return value
+
+
+def risk_config() -> RiskConfig:
+    """The current rules, thresholds, lists and fraud identifiers: one query when nothing changed."""
+    row = _stamps_and_thresholds()
+    stamps = dict(zip(PARTS, row[:3], strict=True))
+    if None in stamps.values():  # the rows were flushed (a test database): stamp afresh, cache from the next call
+        for part in PARTS:
+            RiskConfigVersion.objects.get_or_create(part=part, defaults={"version": secrets.randbits(62)})
+        stamps = dict.fromkeys(PARTS)
+    review, decline, deadline = row[3:]
+    if review is None:  # no settings row (a migration creates it): the model's defaults
+        thresholds = RiskSettings()
+    else:
+        thresholds = RiskSettings(
+            pk=1, review_threshold=review, decline_threshold=decline, review_deadline_hours=deadline
+        )
+    now = time.monotonic()
+    rules = _part("rules", stamps["rules"], lambda: tuple(RiskRule.objects.filter(enabled=True)), now)
+    exact, networks = _part("lists", stamps["lists"], _load_lists, now)
+    fraud = _part("fraud", stamps["fraud"], _load_fraud_identifiers, now, max_age=FRAUD_RELOAD_SECONDS)
+    return RiskConfig(rules=rules, thresholds=thresholds, exact_lists=exact, ip_lists=networks, fraud_identifiers=fraud)
+
+
+def _load_lists() -> tuple[dict | None, dict[bool, IpIndex]]:
+    count = ListEntry.objects.exclude(kind=ListKind.IP).count()
+    exact: dict[tuple[str, str], list[tuple[bool, str]]] | None = {} if count <= LIST_MEMORY_MAX else None
+    networks = {True: IpIndex(), False: IpIndex()}
+    entries = ListEntry.objects.all() if exact is not None else ListEntry.objects.filter(kind=ListKind.IP)
+    for allow, kind, value in entries.order_by("pk").values_list("allow", "kind", "value").iterator(chunk_size=5000):
+        if kind == ListKind.IP:
+            networks[allow].add(value)
+        elif exact is not None:
+            exact.setdefault((kind, value.casefold()), []).append((allow, value))
+    return exact, networks
+
+
+def _load_fraud_identifiers() -> dict[tuple[str, str], str]:
+    """(kind, value) -> order number for every identifier of an order labelled fraud (a small map)."""
+    from orders.models import Order
+
+    labelled = FraudLabel.objects.filter(is_fraud=True).values("order_id")
+    found: dict[tuple[str, str], str] = {}
+    for row in Order.objects.filter(pk__in=labelled).order_by("pk").values("number", *LINK_FIELDS.values()):
+        for label, field in LINK_FIELDS.items():
+            if row[field]:
+                found.setdefault((label, str(row[field])), row["number"])
+    return found
