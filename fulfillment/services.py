@@ -51,7 +51,7 @@ def order_deliver(*, order_id: int, actor: str = "fulfillment") -> Order:
     lines = list(order.lines.select_related("product"))
     now = timezone.now()
     for line in lines:
-        if not line.delivered_at and not line.requires_shipping:
+        if not line.delivered_at and not line.requires_shipping and not line.refunded_at:
             _deliver_line(line, now)
     for product_id in {line.product_id for line in lines if line.kind == FulfilmentKind.LICENSE_KEY}:
         keys_after_stock_change(product_id=product_id)
@@ -135,6 +135,8 @@ def order_reveal_keys(
     """The line's keys in clear, logged as a reveal (time, IP, user agent). Empty once revoked."""
     if line.order_id != order.pk or order.status in (OrderStatus.REFUNDED, OrderStatus.CANCELLED):
         return []
+    if line.refunded_at:
+        return []
     if line.product.is_reusable_key and line.delivered_at:
         from fulfillment.crypto import decrypt_secret
 
@@ -171,7 +173,7 @@ def download_resolve(*, token: str) -> OrderLine:
         signer.unsign(token, max_age=timedelta(hours=line.product.download_ttl_hours))
     except signing.SignatureExpired:
         raise DownloadUnavailable(410, "expired") from None
-    if line.order.status in (OrderStatus.REFUNDED, OrderStatus.CANCELLED):
+    if line.order.status in (OrderStatus.REFUNDED, OrderStatus.CANCELLED) or line.refunded_at:
         raise DownloadUnavailable(410, "refunded")
     if not line.product.download_file:
         raise DownloadUnavailable(404, "missing")

@@ -1,4 +1,11 @@
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from orders.models import Order, OrderEvent, OrderLine, OrderStatus
 from orders.services import order_mark_lines_shipped
@@ -18,6 +25,7 @@ class OrderLineInline(admin.TabularInline):
         "delivered_at",
         "shipped_at",
         "booking_reference",
+        "refunded_at",
     )
     readonly_fields = fields
 
@@ -56,6 +64,7 @@ class OrderAdmin(admin.ModelAdmin):
         "ship_city",
         "ship_postal_code",
         "ship_country",
+        "refund_link",
     )
     inlines = [OrderLineInline, OrderEventInline]
     actions = ["mark_shipped", "resend_delivery_email", "refund_in_full"]
@@ -98,3 +107,70 @@ class OrderAdmin(admin.ModelAdmin):
 
     def has_refund_permission(self, request):
         return request.user.has_perm("orders.refund_order")
+
+    @admin.display(description="refund")
+    def refund_link(self, order: Order) -> str:
+        from payments.refunds import REFUNDABLE
+
+        if order.status not in REFUNDABLE:
+            return "-"
+        url = reverse("admin:orders_order_refund", kwargs={"order_id": order.pk})
+        return format_html('<a class="button" href="{}">Refund all or some lines…</a>', url)
+
+    def get_urls(self):
+        own = [
+            path(
+                "<int:order_id>/refund/",
+                self.admin_site.admin_view(self.refund_view),
+                name="orders_order_refund",
+            )
+        ]
+        return own + super().get_urls()
+
+    def refund_view(self, request, order_id: int):
+        """Refund chosen lines (or all): the money through the provider, the goods of those lines withdrawn."""
+        from payments.providers.base import PaymentError
+        from payments.refunds import RefundNotAllowed, refund_issue
+
+        if not self.has_refund_permission(request):
+            raise PermissionDenied
+        order = get_object_or_404(Order, pk=order_id)
+        form = RefundLinesForm(request.POST or None, order=order)
+        if request.method == "POST" and form.is_valid():
+            chosen = list(form.cleaned_data["lines"])
+            everything = set(chosen) == set(form.fields["lines"].queryset)
+            try:
+                refund_issue(
+                    order=order,
+                    actor=f"staff:{request.user.get_username()}",
+                    reason=form.cleaned_data["reason"],
+                    lines=None if everything else chosen,
+                )
+            except (RefundNotAllowed, PaymentError) as exc:
+                form.add_error(None, f"Not refunded: {exc}")
+            else:
+                self.message_user(request, f"{order.number}: refund of {len(chosen)} line(s) made.")
+                return HttpResponseRedirect(reverse("admin:orders_order_change", args=[order.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Refund {order.number}",
+            "order": order,
+            "form": form,
+            "opts": self.model._meta,
+            "payments": list(order.payments.all()),
+        }
+        return TemplateResponse(request, "admin/orders/refund.html", context)
+
+
+class RefundLinesForm(forms.Form):
+    lines = forms.ModelMultipleChoiceField(
+        queryset=OrderLine.objects.none(), widget=forms.CheckboxSelectMultiple, help_text="Choose every line to refund."
+    )
+    reason = forms.CharField(max_length=300, help_text="Shown on the order's history.")
+
+    def __init__(self, *args, order: Order, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["lines"].queryset = order.lines.filter(refunded_at__isnull=True).order_by("pk")
+        self.fields["lines"].label_from_instance = lambda line: (
+            f"{line.quantity} x {line.product_name} ({line.line_total} {order.currency} minor units)"
+        )

@@ -14,12 +14,14 @@ from orders.errors import MESSAGES
 from orders.models import Order
 from orders.selectors import order_get_by_token
 from orders.services import ShippingAddress, checkout_create_order
-from payments.models import PaymentStatus
+from payments.models import PaymentChannel, PaymentStatus
 from payments.providers.base import PaymentDeclined, PaymentError
+from payments.routing import channels_for_order
 from payments.services import (
     OrderNotPayable,
     OrderOutOfStock,
     PaymentBlocked,
+    payment_channel_for,
     payment_confirm_card,
     payment_start_for_order,
 )
@@ -111,6 +113,7 @@ class OrderLineSerializer(serializers.Serializer):
     quantity = serializers.IntegerField()
     line_total = serializers.IntegerField()
     delivered = serializers.BooleanField()
+    refunded = serializers.BooleanField()
     has_keys = serializers.BooleanField(help_text="Reveal them with POST /api/orders/{token}/reveal/.")
     booking_reference = serializers.CharField()
 
@@ -126,9 +129,17 @@ class OrderStatusSerializer(serializers.Serializer):
 
 class PaymentSessionSerializer(serializers.Serializer):
     provider = serializers.CharField()
+    channel = serializers.CharField()
     status = serializers.CharField()
-    client_secret = serializers.CharField()
-    publishable_key = serializers.CharField()
+    client_secret = serializers.CharField(help_text="Stripe: for confirmCardPayment when 3-D Secure is asked for.")
+    publishable_key = serializers.CharField(help_text="Stripe: the channel's publishable key for Stripe.js.")
+    approval_url = serializers.CharField(help_text="PayPal: send the shopper here to approve the payment.")
+
+
+class PaymentMethodSerializer(serializers.Serializer):
+    channel = serializers.CharField()
+    provider = serializers.CharField()
+    name = serializers.CharField()
 
 
 class CheckoutResultSerializer(serializers.Serializer):
@@ -153,7 +164,9 @@ def order_status_payload(order: Order) -> dict:
                 "quantity": line.quantity,
                 "line_total": line.line_total,
                 "delivered": bool(line.delivered_at),
+                "refunded": bool(line.refunded_at),
                 "has_keys": live
+                and not line.refunded_at
                 and line.kind == "license_key"
                 and (line.delivered_at is not None or any(k.status == "sold" for k in line.license_keys.all())),
                 "booking_reference": line.booking_reference,
@@ -166,11 +179,15 @@ def order_status_payload(order: Order) -> dict:
 def _payment_payload(payment) -> dict | None:
     if payment is None:
         return None
+    channel = payment_channel_for(payment)
+    stripe = payment.provider == "stripe"
     return {
         "provider": payment.provider,
+        "channel": channel.code,
         "status": payment.status,
-        "client_secret": payment.client_secret if payment.status != PaymentStatus.SUCCEEDED else "",
-        "publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+        "client_secret": payment.client_secret if stripe and payment.status != PaymentStatus.SUCCEEDED else "",
+        "publishable_key": channel.credential("public_key") if stripe else "",
+        "approval_url": payment.approval_url if payment.status != PaymentStatus.SUCCEEDED else "",
     }
 
 
@@ -229,20 +246,53 @@ class OrderStatusApi(APIView):
 
 
 class PayWithCardTokenSerializer(serializers.Serializer):
-    card_token = serializers.RegexField(r"^tok_[A-Za-z0-9_]{1,96}$")
+    card_token = serializers.RegexField(
+        r"^tok_[A-Za-z0-9_]{1,96}$", required=False, help_text="Stripe.js card token; omit for PayPal."
+    )
+    channel = serializers.SlugField(required=False, help_text="A channel from payment-methods; default: the best.")
+
+
+def _channel_or_404(code: str | None):
+    if not code:
+        return None
+    channel = PaymentChannel.objects.filter(code=code).first()
+    if channel is None:
+        raise ApiError("channel_not_found", _("No such payment method."), status.HTTP_404_NOT_FOUND)
+    return channel
+
+
+class OrderPaymentMethodsApi(APIView):
+    """The ways this order can be paid right now, best first."""
+
+    @extend_schema(responses=PaymentMethodSerializer(many=True), tags=["orders"])
+    def get(self, request, token: str):
+        order = _order_or_404(token)
+        offers = channels_for_order(order=order) if order.status == "pending_payment" else []
+        return Response(
+            [
+                {"channel": o.channel.code, "provider": o.channel.provider, "name": o.channel.localized_name}
+                for o in offers
+            ]
+        )
 
 
 class OrderPayApi(APIView):
-    """Confirm the order's payment with a card token from Stripe.js (server-side confirmation)."""
+    """Pay the order: with a Stripe.js card token (confirmed on the server), or open a PayPal payment and
+    get its approval URL. `channel` picks the way to pay; by default the best one that answers."""
 
     @extend_schema(request=PayWithCardTokenSerializer, responses=PaymentSessionSerializer, tags=["orders"])
     def post(self, request, token: str):
         order = _order_or_404(token)
         data = PayWithCardTokenSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        channel = _channel_or_404(data.validated_data.get("channel"))
+        card_token = data.validated_data.get("card_token", "")
         try:
-            payment = payment_start_for_order(order=order)
-            payment = payment_confirm_card(payment=payment, card_token=data.validated_data["card_token"])
+            payment = payment_start_for_order(order=order, channel=channel)
+            if payment.provider == "stripe":
+                if not card_token:
+                    raise ApiError("card_token_required", _("A card token is required."), status.HTTP_400_BAD_REQUEST)
+                payment = payment_confirm_card(payment=payment, card_token=card_token)
         except OrderOutOfStock:
             raise ApiError("out_of_stock", str(MESSAGES["order_sold_out"]), status.HTTP_409_CONFLICT) from None
         except PaymentBlocked:

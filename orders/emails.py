@@ -9,7 +9,7 @@ from django.utils import translation
 from orders.models import Order
 from orders.status import order_event_record
 
-TEMPLATES = {"order_delivered", "order_awaiting_stock", "order_link", "order_refunded"}
+TEMPLATES = {"order_delivered", "order_awaiting_stock", "order_link", "order_refunded", "order_partially_refunded"}
 
 
 def order_url(order: Order) -> str:

@@ -23,6 +23,7 @@ class PaymentState(models.TextChoices):
     UNPAID = "unpaid", _("Unpaid")
     PAID = "paid", _("Paid")
     MISMATCH = "mismatch", _("Paid amount does not match")
+    PARTIALLY_REFUNDED = "partially_refunded", _("Partly refunded")
     REFUNDED = "refunded", _("Refunded")
 
 
@@ -43,7 +44,7 @@ class Order(models.Model):
     email = models.EmailField()
     locale = models.CharField(max_length=10, default="en")
     status = models.CharField(max_length=20, choices=OrderStatus.choices, default=OrderStatus.PENDING_PAYMENT)
-    payment_state = models.CharField(max_length=12, choices=PaymentState.choices, default=PaymentState.UNPAID)
+    payment_state = models.CharField(max_length=20, choices=PaymentState.choices, default=PaymentState.UNPAID)
     currency = models.CharField(max_length=3)
     subtotal_amount = models.PositiveIntegerField()
     shipping_amount = models.PositiveIntegerField(default=0)
@@ -102,6 +103,7 @@ class OrderLine(models.Model):
     shipped_at = models.DateTimeField(null=True, blank=True)
     booking_reference = models.CharField(max_length=20, blank=True)
     download_count = models.PositiveIntegerField(default=0)
+    refunded_at = models.DateTimeField(null=True, blank=True)  # its keys are revoked and its link is dead
 
     class Meta:
         ordering = ["id"]

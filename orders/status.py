@@ -42,8 +42,9 @@ def determine_fulfilment_status(lines: list[OrderLine]) -> str:
 
     Digital lines that are not delivered mean awaiting stock; then physical lines that are
     not shipped mean awaiting shipment; otherwise the order is complete: 'shipped' when it
-    had physical lines, 'fulfilled' when it was all digital.
+    had physical lines, 'fulfilled' when it was all digital. Refunded lines do not count.
     """
+    lines = [line for line in lines if not line.refunded_at]  # refunded lines are owed nothing
     if any(not line.requires_shipping and not line.delivered_at for line in lines):
         return S.AWAITING_STOCK
     if any(line.requires_shipping and not line.shipped_at for line in lines):

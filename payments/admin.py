@@ -1,39 +1,309 @@
-from django.contrib import admin
+"""Merchant admin for payments: channels (with health and fees), payments, refunds, disputes, reconciliation."""
 
-from payments.models import Payment, WebhookEvent
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from payments.disputes import dispute_submit_evidence
+from payments.health import channel_health
+from payments.models import (
+    Dispute,
+    DisputeStatus,
+    Payment,
+    PaymentChannel,
+    ProviderCall,
+    ReconciliationRun,
+    Refund,
+    WebhookEvent,
+)
+from payments.providers.base import PaymentError
+from payments.selectors import fee_report
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"staff:{request.user.get_username()}"
+
+
+def _health(request: HttpRequest, hours: float) -> dict:
+    """Health per channel over the last `hours`, computed once per request."""
+    cache = request.__dict__.setdefault("_channel_health", {})
+    if hours not in cache:
+        cache[hours] = channel_health(since=timezone.now() - timedelta(hours=hours))
+    return cache[hours]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PaymentChannel)
+class PaymentChannelAdmin(admin.ModelAdmin):
+    list_display = (
+        "code",
+        "display_name",
+        "provider",
+        "enabled",
+        "priority",
+        "fee",
+        "credentials",
+        "breaker",
+        "success_30_min",
+        "success_24_h",
+        "latency_24_h",
+    )
+    list_editable = ("enabled", "priority")
+    list_filter = ("provider", "enabled")
+    readonly_fields = ("credentials", "breaker", "success_30_min", "success_24_h", "latency_24_h", "webhook_url")
+    fieldsets = (
+        (None, {"fields": ("code", "provider", "display_name", "display_name_zh_hans", "enabled", "priority")}),
+        ("Where it may be used", {"fields": ("currencies", "countries", "min_amount", "max_amount")}),
+        ("Fees", {"fields": ("fee_percent", "fee_fixed")}),
+        (
+            "Credentials (names of environment variables, never values)",
+            {
+                "fields": (
+                    "public_key_env",
+                    "secret_env",
+                    "webhook_env",
+                    "credentials",
+                    "api_base",
+                    "live",
+                    "webhook_url",
+                )
+            },
+        ),
+        (
+            "Health",
+            {
+                "fields": (
+                    "breaker_threshold",
+                    "breaker_cooldown_seconds",
+                    "breaker",
+                    "success_30_min",
+                    "success_24_h",
+                    "latency_24_h",
+                )
+            },
+        ),
+    )
+    actions = ["close_breaker", "reconcile_now"]
+
+    def get_urls(self):
+        own = [path("fees/", self.admin_site.admin_view(self.fees_view), name="payments_paymentchannel_fees")]
+        return own + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        extra = {"fees_url": reverse("admin:payments_paymentchannel_fees"), **(extra_context or {})}
+        return super().changelist_view(request, extra_context=extra)
+
+    def fees_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Fees by channel and month",
+            "rows": fee_report(),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/payments/fees.html", context)
+
+    @admin.display(description="fee")
+    def fee(self, channel: PaymentChannel) -> str:
+        return f"{channel.fee_percent.normalize()}% + {channel.fee_fixed}"
+
+    @admin.display(description="credentials")
+    def credentials(self, channel: PaymentChannel) -> str:
+        if not channel.pk and not channel.secret_env:
+            return "-"
+        missing = channel.missing_credentials(including_webhook=True)
+        return "set" if not missing else "missing: " + ", ".join(missing)
+
+    @admin.display(description="breaker")
+    def breaker(self, channel: PaymentChannel) -> str:
+        if channel.breaker_open():
+            until = timezone.localtime(channel.breaker_open_until)
+            return f"OPEN until {until:%H:%M:%S} ({channel.failures_in_row} failures)"
+        return f"closed ({channel.failures_in_row} failures in a row)" if channel.failures_in_row else "closed"
+
+    def _rate(self, request, channel: PaymentChannel, hours: float) -> str:
+        health = _health(request, hours).get(channel.pk)
+        if health is None or not health.calls:
+            return "no calls"
+        return f"{health.success_rate:.0%} of {health.calls}"
+
+    def get_readonly_fields(self, request, obj=None):
+        self._request = request
+        return super().get_readonly_fields(request, obj)
+
+    @admin.display(description="success, 30 min")
+    def success_30_min(self, channel: PaymentChannel) -> str:
+        return self._rate(self._request, channel, 0.5)
+
+    @admin.display(description="success, 24 h")
+    def success_24_h(self, channel: PaymentChannel) -> str:
+        return self._rate(self._request, channel, 24)
+
+    @admin.display(description="latency, 24 h")
+    def latency_24_h(self, channel: PaymentChannel) -> str:
+        health = _health(self._request, 24).get(channel.pk)
+        if health is None or health.average_latency_ms is None:
+            return "-"
+        return f"{health.average_latency_ms:.0f} ms"
+
+    @admin.display(description="webhook URL")
+    def webhook_url(self, channel: PaymentChannel) -> str:
+        from django.conf import settings
+
+        if not channel.code:
+            return "-"
+        return settings.SITE_URL + reverse("channel-webhook", kwargs={"code": channel.code})
+
+    def get_changelist_instance(self, request):
+        self._request = request
+        return super().get_changelist_instance(request)
+
+    @admin.action(description="Close the breaker now (offer the channel again)")
+    def close_breaker(self, request, queryset):
+        done = queryset.update(failures_in_row=0, breaker_open_until=None)
+        self.message_user(request, f"Breaker closed on {done} channel(s).")
+
+    @admin.action(description="Reconcile now")
+    def reconcile_now(self, request, queryset):
+        from payments.reconcile import reconcile_channel
+
+        for channel in queryset:
+            if channel.missing_credentials():
+                self.message_user(request, f"{channel.code}: credentials missing.", messages.WARNING)
+                continue
+            run = reconcile_channel(channel=channel)
+            self.message_user(
+                request,
+                f"{channel.code}: {run.checked} checked, {run.applied} applied, {run.mismatches} mismatches, "
+                f"{run.errors} errors.",
+                messages.WARNING if run.errors or run.mismatches else messages.SUCCESS,
+            )
+
+
+class RefundInline(admin.TabularInline):
+    model = Refund
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "amount", "status", "provider_ref", "line_ids", "whole_order", "actor", "reason", "failure")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
-    list_display = ("provider_ref", "order", "provider", "amount", "currency", "status", "created_at")
-    list_filter = ("provider", "status")
-    search_fields = ("provider_ref", "order__number")
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = (
+        "provider_ref",
+        "order",
+        "channel",
+        "amount",
+        "currency",
+        "status",
+        "refunded_amount",
+        "expected_fee",
+        "actual_fee",
+        "duplicate",
+        "created_at",
+    )
+    list_filter = ("channel", "status", "duplicate")
+    search_fields = ("provider_ref", "capture_ref", "order__number")
     exclude = ("client_secret",)
+    inlines = [RefundInline]
 
-    def has_add_permission(self, request):
-        return False  # payments come from providers, never typed in
 
-    readonly_fields = [
-        f
-        for f in (
-            "order",
-            "provider",
-            "provider_ref",
-            "amount",
-            "currency",
-            "status",
-            "failure_message",
-            "amount_received",
+@admin.register(Refund)
+class RefundAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "order", "amount", "currency", "status", "whole_order", "actor", "provider_ref")
+    list_filter = ("status", "whole_order", "money_only")
+    search_fields = ("order__number", "provider_ref")
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "order", "provider", "kind", "amount", "currency", "reason", "status", "due")
+    list_filter = ("provider", "status", "kind")
+    search_fields = ("provider_ref", "order__number")
+    readonly_fields = ("evidence_summary", "evidence_submitted_at", "evidence_submitted_by")
+    exclude = ("evidence",)
+    actions = ["submit_evidence"]
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("payments.change_dispute") if obj is None else False
+
+    @admin.display(description="evidence due")
+    def due(self, dispute: Dispute) -> str:
+        return f"{dispute.evidence_due_by:%Y-%m-%d}" if dispute.evidence_due_by else "-"
+
+    @admin.display(description="evidence")
+    def evidence_summary(self, dispute: Dispute) -> str:
+        e = dispute.evidence or {}
+        facts = [(label, e.get(key, "")) for key, label in EVIDENCE_LABELS]
+        log = format_html_join("", "<li>{}</li>", ((entry,) for entry in e.get("access_log", [])))
+        return format_html(
+            "<dl>{}</dl><p><b>Reveal and download log</b></p><ul>{}</ul>",
+            format_html_join("", "<dt>{}</dt><dd>{}</dd>", facts),
+            log or format_html("<li>{}</li>", "none recorded"),
         )
-    ]
+
+    @admin.action(description="Submit the evidence to the provider (Stripe)", permissions=["change"])
+    def submit_evidence(self, request, queryset):
+        for dispute in queryset:
+            if dispute.status != DisputeStatus.NEEDS_RESPONSE:
+                self.message_user(request, f"{dispute.provider_ref}: {dispute.get_status_display()}.", messages.INFO)
+                continue
+            try:
+                dispute_submit_evidence(dispute=dispute, actor=_actor(request))
+            except PaymentError as exc:
+                self.message_user(request, f"{dispute.provider_ref}: not submitted ({exc}).", messages.ERROR)
+            else:
+                self.message_user(request, f"{dispute.provider_ref}: evidence submitted.")
+
+
+EVIDENCE_LABELS = [
+    ("order_number", "Order"),
+    ("customer_email", "Customer email"),
+    ("purchase_ip", "Purchase IP"),
+    ("purchased_at", "Ordered"),
+    ("paid_at", "Paid"),
+    ("delivered_at", "Delivered"),
+    ("products", "Products"),
+    ("reveals", "Key reveals"),
+    ("downloads", "Downloads"),
+]
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAdmin):
+    list_display = ("started_at", "channel", "checked", "applied", "mismatches", "errors", "finished_at")
+    list_filter = ("channel",)
+
+
+@admin.register(ProviderCall)
+class ProviderCallAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "channel", "operation", "outcome", "latency_ms", "error", "order")
+    list_filter = ("channel", "outcome", "operation")
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
-    list_display = ("event_id", "provider", "event_type", "payment_ref", "outcome", "received_at")
+class WebhookEventAdmin(ReadOnlyAdmin):
+    list_display = ("event_id", "provider", "channel", "event_type", "payment_ref", "outcome", "received_at")
     list_filter = ("provider", "event_type", "outcome")
     search_fields = ("event_id", "payment_ref")
-    readonly_fields = ("provider", "event_id", "event_type", "payment_ref", "outcome", "received_at")
-
-    def has_add_permission(self, request):
-        return False

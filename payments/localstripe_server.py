@@ -4,6 +4,12 @@ localstripe itself binds every interface and keeps its state in /tmp; this wrapp
 loopback only, keeps state in --state-dir (or in memory), and can register the shop's
 webhook at start. Used by `make demo` and the test suite; never in production.
 
+It also fills three gaps of localstripe where Stripe's behaviour is documented and the shop
+depends on it (see _fill_gaps): payment intents listed by `created` (reconciliation), the fee on a
+charge's balance transaction (Stripe's standard 2.9% + 30; localstripe says 0), and disputes
+(`/v1/disputes`, created by `POST /_config/disputes` with a signed `charge.dispute.created` webhook,
+evidence submitted by `POST /v1/disputes/{id}`).
+
     python -m payments.localstripe_server --port 8420 --state-dir .cache/localstripe \
         --webhook-url http://127.0.0.1:8000/payments/stripe/webhook/ --webhook-secret whsec_...
 """
@@ -39,6 +45,95 @@ def _patch_store(state_file: Path | None) -> None:
     resources.Store.try_load_from_disk = try_load_from_disk
 
 
+def _fill_gaps(app) -> None:
+    from localstripe import resources
+    from localstripe.errors import UserError
+    from localstripe.resources import BalanceTransaction, Charge, PaymentIntent, StripeObject, try_convert_to_int
+    from localstripe.server import api_retrieve, get_post_data, json_response
+    from localstripe.webhooks import schedule_webhook
+
+    listed = PaymentIntent._api_list_all.__func__
+
+    def list_intents(cls, url, created=None, limit=None, starting_after=None, **kwargs):
+        since = None
+        if isinstance(created, dict):
+            since = try_convert_to_int(created.get("gte", created.get("gt")))
+        elif created is not None:
+            since = try_convert_to_int(created)
+        result = listed(cls, url, limit=limit, starting_after=starting_after, **kwargs)
+        if since is not None:
+            result._list = [intent for intent in result._list if intent.created >= since]
+        result._list.sort(key=lambda intent: intent.created, reverse=True)
+        return result
+
+    PaymentIntent._api_list_all = classmethod(list_intents)
+
+    plain_init = BalanceTransaction.__init__
+
+    def with_fee(self, *args, **kwargs):
+        plain_init(self, *args, **kwargs)
+        if self.type == "charge" and self.amount > 0:
+            self.fee = round(self.amount * 0.029) + 30
+            self.fee_details = [{"amount": self.fee, "currency": self.currency, "type": "stripe_fee"}]
+
+    BalanceTransaction.__init__ = with_fee
+
+    class Dispute(StripeObject):
+        object = "dispute"
+        _id_prefix = "dp_"
+
+        def __init__(self, charge=None, amount=None, reason="fraudulent", **kwargs):
+            charge_obj = Charge._api_retrieve(charge)
+            super().__init__()
+            self.charge = charge_obj.id
+            self.payment_intent = charge_obj.payment_intent
+            self.amount = try_convert_to_int(amount) or charge_obj.amount
+            self.currency = charge_obj.currency
+            self.reason = reason
+            self.status = "needs_response"
+            self.evidence = {}
+            self.evidence_details = {
+                "due_by": self.created + 7 * 24 * 3600,
+                "has_evidence": False,
+                "past_due": False,
+                "submission_count": 0,
+            }
+            self.is_charge_refundable = False
+            self.metadata = {}
+
+        @classmethod
+        def _api_update(cls, id, evidence=None, submit=None, metadata=None, **data):
+            if data:
+                raise UserError(400, "Unexpected " + ", ".join(data))
+            dispute = cls._api_retrieve(id)
+            if dispute.status not in ("needs_response", "warning_needs_response"):
+                raise UserError(400, "This dispute is already closed or under review")
+            dispute.evidence.update(evidence or {})
+            dispute.evidence_details["has_evidence"] = bool(dispute.evidence)
+            if str(submit).lower() == "true":
+                dispute.status = "under_review"
+                dispute.evidence_details["submission_count"] += 1
+            return dispute
+
+    resources.Dispute = Dispute
+    Dispute.__module__, Dispute.__qualname__ = __name__, "Dispute"  # so a saved state can be pickled
+    globals()["Dispute"] = Dispute
+
+    async def update_dispute(request):
+        data = await get_post_data(request) or {}
+        return json_response(Dispute._api_update(request.match_info["id"], **data)._export())
+
+    async def open_dispute(request):
+        data = await get_post_data(request) or {}
+        dispute = Dispute(**data)
+        schedule_webhook(resources.Event("charge.dispute.created", dispute))
+        return json_response(dispute._export())
+
+    app.router.add_route("GET", "/v1/disputes/{id}", api_retrieve(Dispute, "/v1/disputes/{id}"))
+    app.router.add_route("POST", "/v1/disputes/{id}", update_dispute)
+    app.router.add_route("POST", "/_config/disputes", open_dispute)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -61,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     from localstripe.server import app
     from localstripe.webhooks import register_webhook
 
+    _fill_gaps(app)
     if not args.from_scratch:
         store.try_load_from_disk()
     if args.webhook_url:

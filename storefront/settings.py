@@ -215,6 +215,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "fulfillment.tasks.end_expired_memberships",
         "schedule": timedelta(minutes=10),
     },
+    "reconcile-payments": {
+        "task": "payments.tasks.reconcile_payments",
+        "schedule": timedelta(minutes=5),
+    },
 }
 
 # Payments. With no STRIPE_SECRET_KEY the shop talks to a localstripe on 127.0.0.1.
@@ -229,6 +233,23 @@ STRIPE_JS_URL = env.str(
     default=f"{STRIPE_API_BASE}/js.stripe.com/v3/" if STRIPE_API_BASE else "https://js.stripe.com/v3/",
 )
 STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=10.0)
+# PayPal (channel "paypal", off until enabled in admin). Credentials are read from these variables.
+PAYPAL_CLIENT_ID = env.str("PAYPAL_CLIENT_ID", default="")
+PAYPAL_CLIENT_SECRET = env.str("PAYPAL_CLIENT_SECRET", default="")
+PAYPAL_WEBHOOK_ID = env.str("PAYPAL_WEBHOOK_ID", default="")
+PAYPAL_TIMEOUT_SECONDS = env.float("PAYPAL_TIMEOUT_SECONDS", default=10.0)
+# Webhook verification: "offline" (certificate from PAYPAL-CERT-URL) or "api" (verify-webhook-signature).
+PAYPAL_WEBHOOK_VERIFY = env.str("PAYPAL_WEBHOOK_VERIFY", default="offline")
+PAYPAL_CERT_HOSTS = env.list(
+    "PAYPAL_CERT_HOSTS",
+    default=["api.paypal.com", "api.sandbox.paypal.com", "api-m.paypal.com", "api-m.sandbox.paypal.com"],
+)
+PAYPAL_CERT_NAME = env.str("PAYPAL_CERT_NAME", default="messageverificationcerts.paypal.com")
+PAYPAL_CERT_TRUST = env.str("PAYPAL_CERT_TRUST", default="")  # a PEM bundle; empty: certifi's roots
+PAYPAL_CERT_ALLOW_HTTP = False  # only the test suite's own certificate server speaks http
+# Reconciliation: how far back each run looks, and how old a pending payment must be before it is checked.
+RECONCILE_LOOKBACK = timedelta(hours=env.int("RECONCILE_LOOKBACK_HOURS", default=48))
+RECONCILE_MIN_AGE = timedelta(seconds=env.int("RECONCILE_MIN_AGE_SECONDS", default=120))
 
 SHIPPING_FLAT_FEE = env.int("SHIPPING_FLAT_FEE", default=500)  # minor units, per order with physical lines
 MAX_KEY_IMPORT_BYTES = env.int("MAX_KEY_IMPORT_BYTES", default=50 * 1024 * 1024)

@@ -3,8 +3,15 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from catalog.api import ProductDetailApi, ProductListApi
-from orders.api import CartApi, CheckoutApi, OrderPayApi, OrderRevealApi, OrderStatusApi
-from payments.views import stripe_webhook
+from orders.api import (
+    CartApi,
+    CheckoutApi,
+    OrderPayApi,
+    OrderPaymentMethodsApi,
+    OrderRevealApi,
+    OrderStatusApi,
+)
+from payments.views import channel_webhook, stripe_webhook
 from storefront import views
 
 api = [
@@ -14,6 +21,7 @@ api = [
     path("checkout/", CheckoutApi.as_view(), name="api-checkout"),
     path("orders/<str:token>/", OrderStatusApi.as_view(), name="api-order"),
     path("orders/<str:token>/pay/", OrderPayApi.as_view(), name="api-order-pay"),
+    path("orders/<str:token>/payment-methods/", OrderPaymentMethodsApi.as_view(), name="api-order-payment-methods"),
     path("orders/<str:token>/reveal/", OrderRevealApi.as_view(), name="api-order-reveal"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -26,12 +34,14 @@ urlpatterns = [
     path("cart/", views.cart_view, name="cart"),
     path("checkout/", views.checkout_view, name="checkout"),
     path("pay/<str:token>/", views.pay_view, name="pay"),
+    path("pay/<str:token>/return/", views.pay_return, name="pay-return"),
     path("order/lookup/", views.order_lookup, name="order-lookup"),
     path("order/<str:token>/", views.order_detail, name="order-detail"),
     path("order/<str:token>/reveal/", views.order_reveal, name="order-reveal"),
     path("order/<str:token>/refund/<str:signature>/", views.order_refund, name="order-refund"),
     path("download/<str:token>/", views.download_view, name="download"),
     path("payments/stripe/webhook/", stripe_webhook, name="stripe-webhook"),
+    path("payments/webhook/<slug:code>/", channel_webhook, name="channel-webhook"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/", include(api)),
     path("review/", include("riskengine.urls")),

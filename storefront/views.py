@@ -21,9 +21,12 @@ from orders.models import OrderLine, OrderStatus
 from orders.selectors import order_find_for_lookup, order_get_by_token
 from orders.services import checkout_create_order, checkout_requires_shipping
 from orders.tasks import send_order_email
-from payments.providers.base import PaymentError
+from payments.models import PaymentStatus, Provider
+from payments.providers.base import PaymentDeclined, PaymentError
 from payments.refunds import RefundNotAllowed, refund_issue, shopper_refund_check
-from payments.services import OrderOutOfStock, PaymentBlocked, payment_start_for_order
+from payments.routing import channels_for_order
+from payments.selectors import stripe_js_url
+from payments.services import OrderOutOfStock, PaymentBlocked, payment_capture, payment_start_for_order
 from riskengine.models import RiskSettings
 from storefront.device import device_fingerprint
 from storefront.forms import CheckoutForm, OrderLookupForm
@@ -138,28 +141,68 @@ def checkout_view(request):
 
 @require_GET
 def pay_view(request, token: str):
+    """The order's payment: the best channel that answers, and the other ways to pay.
+
+    `?method=<channel>` picks one. When the best channel fails to open a payment, the next is offered
+    at once with a note, and nothing the shopper entered is lost (the order holds it all).
+    """
     order = order_get_by_token(token=token)
     if order is None:
         raise Http404
     if order.status != OrderStatus.PENDING_PAYMENT:
         return redirect("order-detail", token=token)
-    error = ""
+    offered = [offer.channel for offer in channels_for_order(order=order)]
+    chosen = next((c for c in offered if c.code == request.GET.get("method")), None)
+    error, payment = "", None
     try:
-        payment = payment_start_for_order(order=order)
+        payment = payment_start_for_order(order=order, channel=chosen)
     except OrderOutOfStock:
-        payment, error = None, MESSAGES["order_sold_out"]
+        error = MESSAGES["order_sold_out"]
     except PaymentBlocked:
-        payment, error = None, MESSAGES["payment_blocked"]
+        error = MESSAGES["payment_blocked"]
     except PaymentError:
-        payment, error = None, _("Payment is unavailable right now; please try again in a moment.")
+        error = _("Payment is unavailable right now; please try again in a moment.")
+    channel = payment.channel if payment is not None else None
+    # channels ranked above the one that answered failed just now: say so, offer what works
+    unavailable = offered[: offered.index(channel)] if channel in offered and chosen is None else []
+    still_offered = [offer.channel for offer in channels_for_order(order=order)]
     context = {
         "order": order,
         "payment": payment,
+        "channel": channel,
         "error": error,
-        "stripe_js_url": settings.STRIPE_JS_URL,
-        "stripe_publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+        "unavailable": unavailable,
+        "others": [c for c in still_offered if c != channel and c not in unavailable],
+        "cancelled": request.GET.get("cancelled") == "1",
+        "declined": request.GET.get("declined") == "1",
     }
+    if channel is not None and channel.provider == Provider.STRIPE:
+        context["stripe_js_url"] = stripe_js_url(channel)
+        context["stripe_publishable_key"] = channel.credential("public_key")
     return render(request, "storefront/pay.html", context)
+
+
+@require_GET
+def pay_return(request, token: str):
+    """Where PayPal sends the shopper after approving: capture now and show the order.
+
+    Capturing is idempotent (the approval webhook and reconciliation may capture the same order);
+    if PayPal cannot be reached now, the order page waits and reconciliation finishes the capture.
+    """
+    order = order_get_by_token(token=token)
+    if order is None:
+        raise Http404
+    payment = order.payments.filter(provider=Provider.PAYPAL, provider_ref=request.GET.get("token", "")).first()
+    if payment is None:
+        raise Http404
+    if payment.status != PaymentStatus.SUCCEEDED:
+        try:
+            payment_capture(payment=payment, actor="paypal:return")
+        except PaymentDeclined:
+            return redirect(reverse("pay", kwargs={"token": token}) + "?declined=1")
+        except PaymentError:
+            logger.warning("order %s: capture on return failed; reconciliation will finish it", order.number)
+    return redirect("order-detail", token=token)
 
 
 def order_page_path(order) -> str:
@@ -172,10 +215,11 @@ def _order_page(request, order, *, revealed: dict[int, list[str]] | None = None,
     lines = []
     for line in order.lines.all():
         download_url = ""
-        if line.kind == FulfilmentKind.DOWNLOAD and line.delivered_at and live:
+        line_live = live and not line.refunded_at
+        if line.kind == FulfilmentKind.DOWNLOAD and line.delivered_at and line_live:
             download_url = reverse("download", kwargs={"token": download_token_for_line(line)})
         has_keys = line.kind == FulfilmentKind.LICENSE_KEY and line.delivered_at is not None
-        has_keys = live and (has_keys or any(k.status == KeyStatus.SOLD for k in line.license_keys.all()))
+        has_keys = line_live and (has_keys or any(k.status == KeyStatus.SOLD for k in line.license_keys.all()))
         lines.append(
             {
                 "line": line,

@@ -21,6 +21,45 @@ def localstripe():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def paypal_fake(tmp_path_factory):
+    """The project's fake PayPal (tests/paypal_fake.py) on 127.0.0.1 for the whole session."""
+    from tests.paypal_fake import paypal_fake_start
+
+    fake = paypal_fake_start(client_id="fake-client", client_secret="fake-secret", webhook_id="WH-SUITE")
+    trust = tmp_path_factory.mktemp("paypal") / "fake-ca.pem"
+    trust.write_bytes(fake.ca_pem)
+    fake.trust_path = str(trust)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def paypal(paypal_fake, settings, monkeypatch, db):
+    """The 'paypal' channel enabled against the fake, trusting its certificate; state reset per test."""
+    from payments.models import PaymentChannel
+    from payments.providers.paypal_webhooks import clear_certificate_cache
+
+    paypal_fake.reset()
+    paypal_fake.drop_webhooks(False)
+    monkeypatch.setenv("PAYPAL_TEST_CLIENT_ID", paypal_fake.client_id)
+    monkeypatch.setenv("PAYPAL_TEST_CLIENT_SECRET", paypal_fake.client_secret)
+    monkeypatch.setenv("PAYPAL_TEST_WEBHOOK_ID", paypal_fake.webhook_id)
+    settings.PAYPAL_CERT_HOSTS = ["127.0.0.1"]
+    settings.PAYPAL_CERT_ALLOW_HTTP = True
+    settings.PAYPAL_CERT_TRUST = paypal_fake.trust_path
+    clear_certificate_cache()
+    PaymentChannel.objects.filter(code="paypal").update(
+        enabled=True,
+        api_base=paypal_fake.url,
+        public_key_env="PAYPAL_TEST_CLIENT_ID",
+        secret_env="PAYPAL_TEST_CLIENT_SECRET",
+        webhook_env="PAYPAL_TEST_WEBHOOK_ID",
+    )
+    yield paypal_fake
+    clear_certificate_cache()
+
+
 @pytest.fixture
 def stripe_client(localstripe):
     return stripe.StripeClient("sk_test_suite", base_addresses={"api": localstripe.url}, max_network_retries=0)
@@ -112,6 +151,22 @@ def celery_worker_on_redis():
             yield
     finally:
         celery_app.conf.task_always_eager = True
+
+
+@pytest.fixture(autouse=True)
+def _default_payment_channels(request):
+    """The channels migration payments/0003 creates, back after a transactional test flushed them."""
+    if request.node.get_closest_marker("django_db") is None:
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")
+    import importlib
+
+    from payments.models import PaymentChannel
+
+    for fields in importlib.import_module("payments.migrations.0003_default_channels").CHANNELS:
+        PaymentChannel.objects.get_or_create(code=fields["code"], defaults=fields)
+    yield
 
 
 @pytest.fixture(scope="session", autouse=True)

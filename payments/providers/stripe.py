@@ -1,16 +1,20 @@
 """Stripe through the official SDK. Works the same against api.stripe.com and localstripe."""
 
 import logging
+from datetime import UTC, datetime
 
+import requests
 import stripe
-from django.conf import settings
 
 from payments.providers.base import (
+    DisputeEvidence,
     FraudSignal,
     PaymentDeclined,
     PaymentError,
     PaymentRequest,
     PaymentSnapshot,
+    ProviderUnavailable,
+    RefundNotice,
     RefundResult,
     WebhookNotice,
     WebhookRejected,
@@ -28,26 +32,21 @@ _STATUS = {
     "canceled": "failed",
 }
 PAYMENT_EVENTS = {"payment_intent.succeeded", "payment_intent.payment_failed"}
+REFUND_EVENTS = {"refund.created", "refund.updated", "charge.refund.updated"}
+_EXPAND = ["latest_charge", "latest_charge.balance_transaction"]
 
 
 class StripeProvider:
     name = "stripe"
 
-    def __init__(
-        self,
-        *,
-        secret_key: str | None = None,
-        webhook_secret: str | None = None,
-        api_base: str | None = None,
-    ):
-        base = settings.STRIPE_API_BASE if api_base is None else api_base
+    def __init__(self, *, secret_key: str, webhook_secret: str, api_base: str = "", timeout: float = 10.0):
         self._client = stripe.StripeClient(
-            secret_key or settings.STRIPE_SECRET_KEY,
-            base_addresses={"api": base} if base else {},
-            max_network_retries=2 if not base else 0,
-            http_client=stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
+            secret_key,
+            base_addresses={"api": api_base} if api_base else {},
+            max_network_retries=0 if api_base else 1,
+            http_client=stripe.RequestsClient(timeout=timeout),
         )
-        self._webhook_secret = webhook_secret or settings.STRIPE_WEBHOOK_SECRET
+        self._webhook_secret = webhook_secret
 
     def create_payment(self, request: PaymentRequest) -> PaymentSnapshot:
         params = {
@@ -63,33 +62,70 @@ class StripeProvider:
         )
         return self._snapshot(intent)
 
-    def confirm_with_card_token(self, *, ref: str, card_token: str) -> PaymentSnapshot:
-        """Attach the card behind a Stripe.js token and confirm on the server."""
+    def capture(self, *, ref: str, idempotency_key: str, card_token: str = "") -> PaymentSnapshot:
+        """Attach the card behind a Stripe.js token and confirm on the server (the intent captures itself)."""
+        if not card_token:
+            return self.fetch_payment(ref=ref)
         token = self._call(lambda: self._client.v1.tokens.retrieve(card_token))
         card_id = token.card.id if token.card else ""
         if not card_id:
             raise PaymentDeclined("The card could not be read; please enter it again.")
         self._call(lambda: self._client.v1.payment_intents.update(ref, params={"payment_method": card_id}))
-        intent = self._call(lambda: self._client.v1.payment_intents.confirm(ref, params={"expand": ["latest_charge"]}))
+        intent = self._call(
+            lambda: self._client.v1.payment_intents.confirm(
+                ref, params={"expand": _EXPAND}, options={"idempotency_key": idempotency_key}
+            )
+        )
         return self._snapshot(intent)
 
     def fetch_payment(self, *, ref: str) -> PaymentSnapshot:
-        intent = self._call(lambda: self._client.v1.payment_intents.retrieve(ref, params={"expand": ["latest_charge"]}))
+        intent = self._call(lambda: self._client.v1.payment_intents.retrieve(ref, params={"expand": _EXPAND}))
         return self._snapshot(intent)
 
-    def refund(self, *, ref: str, amount: int, idempotency_key: str) -> RefundResult:
+    def refund(self, *, ref: str, capture_ref: str, amount: int, currency: str, idempotency_key: str) -> RefundResult:
         refund = self._call(
             lambda: self._client.v1.refunds.create(
                 params={"payment_intent": ref, "amount": amount}, options={"idempotency_key": idempotency_key}
             )
         )
         data = refund.to_dict()
-        return RefundResult(ref=data["id"], amount=int(data.get("amount") or amount), status=data.get("status") or "")
+        status = data.get("status") or "pending"
+        return RefundResult(ref=data["id"], amount=int(data.get("amount") or amount), status=status)
+
+    def recent_payments(self, *, since: datetime) -> list[PaymentSnapshot]:
+        found = []
+        page = self._call(
+            lambda: self._client.v1.payment_intents.list(
+                params={"created": {"gte": int(since.timestamp())}, "limit": 100}
+            )
+        )
+        for intent in page.auto_paging_iter():
+            snapshot = self._snapshot(intent)
+            if snapshot.status == "succeeded":
+                found.append(snapshot)
+        return found
+
+    def submit_dispute_evidence(self, *, dispute_ref: str, evidence: DisputeEvidence) -> None:
+        fields = {
+            "product_description": evidence.product_description,
+            "customer_email_address": evidence.customer_email,
+            "customer_name": evidence.customer_name,
+            "customer_purchase_ip": evidence.customer_purchase_ip,
+            "service_date": evidence.service_date,
+            "access_activity_log": evidence.access_activity_log,
+            "uncategorized_text": evidence.uncategorized_text,
+        }
+        evidence_params = {k: v[:20000] for k, v in fields.items() if v}
+        self._call(
+            lambda: self._client.v1.disputes.update(dispute_ref, params={"evidence": evidence_params, "submit": True})
+        )
 
     def parse_webhook(self, *, payload: bytes, headers: dict[str, str]) -> WebhookNotice:
         signature = headers.get("Stripe-Signature") or headers.get("stripe-signature") or ""
         if not signature:
             raise WebhookRejected("missing Stripe-Signature header")
+        if not self._webhook_secret:
+            raise WebhookRejected("this channel has no webhook secret configured")
         try:
             event = stripe.Webhook.construct_event(payload, signature, self._webhook_secret)
         except stripe.SignatureVerificationError as exc:
@@ -100,23 +136,35 @@ class StripeProvider:
         event_id, event_type = data.get("id"), data.get("type")
         if not isinstance(event_id, str) or not isinstance(event_type, str):
             raise WebhookRejected("event without id or type")
-        payment = None
+        obj = (data.get("data") or {}).get("object") or {}
+        if not isinstance(obj, dict):
+            raise WebhookRejected("event without an object")
+        payment = refund = None
         if event_type in PAYMENT_EVENTS:
-            obj = (data.get("data") or {}).get("object") or {}
             if obj.get("object") != "payment_intent" or not obj.get("id"):
                 raise WebhookRejected("payment event without a payment intent")
             payment = self._snapshot_from_dict(obj)
-        fraud = _fraud_signal(event_type, (data.get("data") or {}).get("object") or {})
-        return WebhookNotice(event_id=event_id, event_type=event_type, payment=payment, fraud=fraud)
+        elif event_type == "charge.refunded":
+            refund = _refund_from_charge(obj)
+        elif event_type in REFUND_EVENTS:
+            refund = _refund_notice(obj)
+        fraud = _fraud_signal(event_type, obj)
+        return WebhookNotice(event_id=event_id, event_type=event_type, payment=payment, fraud=fraud, refund=refund)
 
     def _call(self, fn):
         try:
             return fn()
         except stripe.CardError as exc:
             raise PaymentDeclined(exc.user_message or "Your card was declined.") from exc
+        except stripe.APIConnectionError as exc:
+            timeout = isinstance(exc.__cause__, requests.exceptions.Timeout)
+            logger.warning("stripe unreachable (%s)", "timeout" if timeout else type(exc.__cause__).__name__)
+            raise ProviderUnavailable("The payment provider could not be reached.", timeout=timeout) from exc
         except stripe.StripeError as exc:
-            logger.warning("stripe call failed: %s", type(exc).__name__)
-            raise PaymentError("The payment provider could not be reached; please try again.") from exc
+            logger.warning("stripe call failed: %s (%s)", type(exc).__name__, getattr(exc, "code", "") or "")
+            error = PaymentError("The payment provider could not do this; please try again.")
+            error.status, error.issue = exc.http_status, str(getattr(exc, "code", "") or "")[:100]
+            raise error from exc
 
     def _snapshot(self, intent) -> PaymentSnapshot:
         return self._snapshot_from_dict(intent.to_dict())
@@ -132,6 +180,9 @@ class StripeProvider:
         received = obj.get("amount_received")
         if received is None:  # localstripe omits it; a succeeded intent received its amount
             received = amount if raw_status == "succeeded" else 0
+        charge = obj.get("latest_charge")
+        charge = charge if isinstance(charge, dict) else {}
+        created = obj.get("created")
         return PaymentSnapshot(
             ref=obj["id"],
             status=status,
@@ -139,11 +190,22 @@ class StripeProvider:
             amount_received=int(received),
             currency=(obj.get("currency") or "").upper(),
             client_secret=obj.get("client_secret") or "",
+            capture_ref=str(charge.get("id") or "")[:100],
             failure_message=(last_error.get("message") or "")[:300],
             order_number=((obj.get("metadata") or {}).get("order_number") or ""),
             attempt_ref=_attempt_ref(obj, last_error),
-            **(charge_signals(obj.get("latest_charge")) or _failed_card(last_error)),
+            fee=_charge_fee(charge),
+            refunded_amount=int(charge.get("amount_refunded") or 0),
+            created_at=datetime.fromtimestamp(int(created), UTC) if created else None,
+            **(charge_signals(charge or None) or _failed_card(last_error)),
         )
+
+
+def _charge_fee(charge: dict) -> int | None:
+    txn = charge.get("balance_transaction")
+    if isinstance(txn, dict) and txn.get("fee") is not None:
+        return int(txn["fee"])
+    return None
 
 
 def _attempt_ref(intent: dict, last_error: dict) -> str:
@@ -159,8 +221,39 @@ def _failed_card(last_error: dict) -> dict:
     return {"card_fingerprint": (card.get("fingerprint") or "")[:64], "card_country": (card.get("country") or "")[:2]}
 
 
+def _refund_from_charge(charge: dict) -> RefundNotice:
+    """charge.refunded: the newest refund on the charge, and the charge's refunded total."""
+    refunds = ((charge.get("refunds") or {}).get("data")) or []
+    latest = refunds[0] if refunds and isinstance(refunds[0], dict) else {}
+    if not charge.get("id") or not latest.get("id"):
+        raise WebhookRejected("charge.refunded without a charge or a refund")
+    return RefundNotice(
+        ref=latest["id"],
+        payment_ref=str(charge.get("payment_intent") or ""),
+        capture_ref=charge["id"],
+        amount=int(latest.get("amount") or 0),
+        currency=(latest.get("currency") or charge.get("currency") or "").upper(),
+        status=latest.get("status") or "succeeded",
+        payment_refunded_total=int(charge.get("amount_refunded") or 0),
+    )
+
+
+def _refund_notice(refund: dict) -> RefundNotice:
+    if refund.get("object") != "refund" or not refund.get("id"):
+        raise WebhookRejected("refund event without a refund")
+    return RefundNotice(
+        ref=refund["id"],
+        payment_ref=str(refund.get("payment_intent") or ""),
+        capture_ref=str(refund.get("charge") or ""),
+        amount=int(refund.get("amount") or 0),
+        currency=(refund.get("currency") or "").upper(),
+        status=refund.get("status") or "pending",
+    )
+
+
 _FRAUD_EVENTS = {
     "charge.dispute.created": "dispute",
+    "charge.dispute.closed": "dispute_closed",
     "radar.early_fraud_warning.created": "early_fraud_warning",
     "review.opened": "review_opened",
     "review.closed": "review_closed",
@@ -176,7 +269,22 @@ def _fraud_signal(event_type: str, obj: dict) -> FraudSignal | None:
         raise WebhookRejected(f"{event_type} without a payment intent")
     reason = obj.get("reason") or obj.get("fraud_type") or obj.get("closed_reason") or ""
     fraud = not (kind == "review_closed" and obj.get("closed_reason") in ("approved", "refunded", "disputed"))
-    return FraudSignal(kind=kind, payment_ref=payment_ref, reason=str(reason)[:100], fraud=fraud)
+    if kind == "dispute_closed":
+        fraud = obj.get("status") != "won"
+    due_by = ((obj.get("evidence_details") or {}).get("due_by")) if kind.startswith("dispute") else None
+    is_dispute = obj.get("object") == "dispute"
+    return FraudSignal(
+        kind=kind,
+        payment_ref=payment_ref,
+        capture_ref=str(obj.get("charge") or "")[:100],
+        reason=str(reason)[:100],
+        fraud=fraud,
+        dispute_ref=str(obj.get("id") or "") if is_dispute else "",
+        amount=int(obj.get("amount") or 0) if is_dispute else 0,
+        currency=(obj.get("currency") or "").upper() if is_dispute else "",
+        status=str(obj.get("status") or "") if is_dispute else "",
+        due_by=datetime.fromtimestamp(int(due_by), UTC) if due_by else None,
+    )
 
 
 def charge_signals(charge) -> dict:

@@ -23,7 +23,8 @@ from orders.models import Order, OrderEvent, OrderStatus
 from orders.services import PaymentSignals, checkout_create_order, order_mark_paid
 from payments.models import Payment
 from payments.providers.base import PaymentSnapshot
-from payments.providers.stripe import StripeProvider, charge_signals
+from payments.providers import provider_for_channel
+from payments.providers.stripe import charge_signals
 from payments.services import payment_apply_snapshot, payment_start_for_order
 from riskengine import velocity
 from riskengine.models import (
@@ -833,7 +834,7 @@ def test_radar_highest_refunds_the_payment_at_stripe(
     stripe_client.v1.payment_intents.confirm(payment.provider_ref)
 
     # When its success is applied with the Radar facts of a 'highest' charge (localstripe has no Radar)
-    fetched = StripeProvider().fetch_payment(ref=payment.provider_ref)
+    fetched = provider_for_channel(payment.channel).fetch_payment(ref=payment.provider_ref)
     radar = charge_signals(load_charge("charge_radar_highest.json"))["radar"]
     with django_capture_on_commit_callbacks(execute=True):
         payment_apply_snapshot(provider_name="stripe", snapshot=replace(fetched, radar=radar), actor="stripe:webhook")
