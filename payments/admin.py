@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -100,6 +101,7 @@ class PaymentChannelAdmin(admin.ModelAdmin):
         ),
     )
     actions = ["close_breaker", "reconcile_now"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_urls(self):
         own = [path("fees/", self.admin_site.admin_view(self.fees_view), name="payments_paymentchannel_fees")]

@@ -38,8 +38,10 @@ def paypal_fake(tmp_path_factory):
 def paypal(paypal_fake, settings, monkeypatch, db):
     """The 'paypal' channel enabled against the fake, trusting its certificate; state reset per test."""
     from payments.models import PaymentChannel
+    from payments.providers import provider_cache_clear
     from payments.providers.paypal_webhooks import clear_certificate_cache
 
+    provider_cache_clear()  # no HTTP session kept alive to a fake that a test restarted
     paypal_fake.reset()
     paypal_fake.drop_webhooks(False)
     monkeypatch.setenv("PAYPAL_TEST_CLIENT_ID", paypal_fake.client_id)

@@ -18,7 +18,8 @@ class ChannelNotConfigured(PaymentError):
 def provider_for_channel(channel: PaymentChannel) -> PaymentProvider:
     """One provider object per channel and credentials, kept per process (PayPal reuses its OAuth token)."""
     credentials = (channel.credential("public_key"), channel.credential("secret"), channel.credential("webhook"))
-    key = (channel.pk, channel.provider, _api_base(channel), channel.live, credentials)
+    timeouts = (settings.STRIPE_TIMEOUT_SECONDS, settings.PAYPAL_TIMEOUT_SECONDS)
+    key = (channel.pk, channel.provider, _api_base(channel), channel.live, credentials, timeouts)
     with _lock:
         cached = _cache.get(key)
     if cached is not None:
@@ -27,6 +28,12 @@ def provider_for_channel(channel: PaymentChannel) -> PaymentProvider:
     with _lock:
         _cache[key] = provider
     return provider
+
+
+def provider_cache_clear() -> None:
+    """Forget every provider object (their HTTP sessions too), e.g. after a provider's address changed."""
+    with _lock:
+        _cache.clear()
 
 
 def _api_base(channel: PaymentChannel) -> str:

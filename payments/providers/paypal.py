@@ -12,6 +12,7 @@ import logging
 from datetime import UTC, datetime
 
 import requests
+import urllib3
 from apimatic_core.exceptions.auth_validation_exception import AuthValidationException
 from paypalserversdk.configuration import Configuration, Environment, Server
 from paypalserversdk.exceptions.api_exception import ApiException
@@ -256,10 +257,10 @@ class PayPalProvider:
             error = PaymentError("PayPal refused this shop's credentials.")
             error.status, error.issue = 401, "AUTHENTICATION_FAILURE"
             raise error from exc
-        except requests.exceptions.Timeout as exc:
-            logger.warning("paypal timed out")
-            raise ProviderUnavailable("PayPal did not answer in time.", timeout=True) from exc
         except requests.exceptions.RequestException as exc:
+            if _timed_out(exc):
+                logger.warning("paypal timed out")
+                raise ProviderUnavailable("PayPal did not answer in time.", timeout=True) from exc
             logger.warning("paypal unreachable (%s)", type(exc).__name__)
             raise ProviderUnavailable("PayPal could not be reached.") from exc
         if response.status_code >= 500:
@@ -268,6 +269,14 @@ class PayPalProvider:
             return json.loads(response.text or "{}")
         except ValueError as exc:
             raise PaymentError("PayPal answered something unreadable.") from exc
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """requests reports a read timeout under retries as a ConnectionError wrapping urllib3's timeout."""
+    if isinstance(exc, requests.exceptions.Timeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.TimeoutError)
 
 
 def _given(**fields) -> dict:

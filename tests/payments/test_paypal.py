@@ -12,6 +12,7 @@ from django.core import mail
 from fulfillment.models import KeyStatus, LicenseKey
 from orders.models import Order, OrderStatus
 from payments.models import Payment, PaymentChannel, PaymentStatus, Refund, WebhookEvent
+from payments.providers.base import ProviderUnavailable
 from payments.refunds import refund_issue
 from payments.services import payment_start_for_order
 from tests.factories import ProductFactory, add_keys
@@ -185,7 +186,7 @@ def test_refund_settles_from_paypals_notice_when_its_answer_was_lost(
     paypal_only.fail("/v2/payments/captures/", "commit_then_timeout", seconds=0.5)
     from django.test import override_settings
 
-    with override_settings(PAYPAL_TIMEOUT_SECONDS=0.2), pytest.raises(Exception):
+    with override_settings(PAYPAL_TIMEOUT_SECONDS=0.2), pytest.raises(ProviderUnavailable):
         refund_issue(order=keyed_order, actor="staff:ann", reason="Lost answer.")
     keyed_order.refresh_from_db()
     assert keyed_order.status == OrderStatus.FULFILLED

@@ -22,8 +22,8 @@ from orders.cart import CartLine
 from orders.models import Order, OrderEvent, OrderStatus
 from orders.services import PaymentSignals, checkout_create_order, order_mark_paid
 from payments.models import Payment
-from payments.providers.base import PaymentSnapshot
 from payments.providers import provider_for_channel
+from payments.providers.base import PaymentSnapshot
 from payments.providers.stripe import charge_signals
 from payments.services import payment_apply_snapshot, payment_start_for_order
 from riskengine import velocity
