@@ -12,9 +12,8 @@ from payments.models import Dispute, Payment, PaymentChannel, PaymentStatus, Ref
 
 def stripe_js_url(channel: PaymentChannel) -> str:
     """Stripe.js for this channel: localstripe's stand-in when the channel talks to one, else Stripe's."""
-    if channel.api_base:
-        return channel.api_base.rstrip("/") + "/js.stripe.com/v3/"
-    return settings.STRIPE_JS_URL
+    base = channel.api_base or settings.STRIPE_API_BASE  # an address means localstripe (demo, tests)
+    return base.rstrip("/") + "/js.stripe.com/v3/" if base else settings.STRIPE_JS_URL
 
 
 @dataclass(frozen=True)
