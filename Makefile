@@ -3,6 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.lock.txt | cut -d' ' -f1)
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not used); the font
+# draws the Simplified Chinese pages in their screenshots.
+E2E_APT := apt-get install -y chromium fonts-wqy-microhei
 
 .PHONY: install demo test lint format e2e bench messages clean
 
@@ -23,6 +26,22 @@ demo: install
 ## test: lint, migration check and the whole suite on PostgreSQL + Redis
 test: install lint
 	$(PY) tests/harness.py
+
+## e2e: only the browser tests (tests/e2e), installing Debian's Chromium and a CJK font first when missing
+e2e: install
+	@have_chromium() { if [ -n "$$CHROMIUM_PATH" ]; then [ -x "$$CHROMIUM_PATH" ]; \
+		else [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; fi; }; \
+	have_cjk_font() { fc-list :lang=zh 2>/dev/null | grep -q .; }; \
+	if have_chromium && have_cjk_font; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "[make e2e] installing Chromium and a Chinese font: $(E2E_APT)"; \
+		apt-get update -qq && $(E2E_APT); \
+	elif have_chromium; then \
+		echo "[make e2e] no Chinese font: the zh-hans screenshots will show boxes. Install one with: sudo $(E2E_APT)"; \
+	else \
+		echo "[make e2e] Chromium is missing. Install it with: sudo $(E2E_APT)"; exit 1; \
+	fi
+	$(PY) tests/harness.py tests/e2e
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -25,6 +25,7 @@ from payments.models import (
 )
 from payments.providers.base import PaymentError
 from payments.selectors import fee_report
+from storefront.admin_base import ReadOnlyAdmin
 
 
 def _actor(request: HttpRequest) -> str:
@@ -37,17 +38,6 @@ def _health(request: HttpRequest, hours: float) -> dict:
     if hours not in cache:
         cache[hours] = channel_health(since=timezone.now() - timedelta(hours=hours))
     return cache[hours]
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(PaymentChannel)

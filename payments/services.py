@@ -399,6 +399,9 @@ def _with_provider_facts(channel: PaymentChannel, provider: PaymentProvider, not
         or not Payment.objects.filter(provider=provider.name, provider_ref=payment.ref).exists()
     ):
         return notice
+    if channel.breaker_open():  # the provider keeps failing: decide without Radar rather than wait on it again
+        logger.warning("channel %s breaker open; charge details for %s not fetched", channel.code, payment.ref)
+        return notice
     try:
         with provider_call(channel=channel, operation="fetch"):
             fetched = provider.fetch_payment(ref=payment.ref)

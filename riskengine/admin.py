@@ -25,6 +25,7 @@ from riskengine.models import (
     RiskSettings,
     RuleType,
 )
+from storefront.admin_base import ReadOnlyAdmin
 
 BACKTEST_DAYS = 30
 IDENTIFIERS = ["email", "ip", "device", "card"]
@@ -227,17 +228,6 @@ class ListEntryAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = f"staff:{request.user.get_username()}"
         super().save_model(request, obj, form, change)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(RiskAssessment)

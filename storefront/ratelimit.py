@@ -4,12 +4,17 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils.translation import gettext_lazy as _
+
+# The one message every refused attempt shows (web pages, login, the API's error envelope).
+RATE_LIMITED_MESSAGE = _("Too many attempts. Please try again later.")
+HOUR = 3600
 
 
 def rate_limit_hit(*, scope: str, key: str, limit: int, window_seconds: int) -> bool:
     """Count one attempt; True when the caller is over `limit` in the current window."""
     window = int(time.time() // window_seconds)
-    cache_key = f"rl:{scope}:{key}:{window}"
+    cache_key = f"{settings.RATE_LIMIT_PREFIX}:{scope}:{key}:{window}"
     if cache.add(cache_key, 1, timeout=window_seconds + 5):
         return limit < 1
     try:
@@ -17,6 +22,16 @@ def rate_limit_hit(*, scope: str, key: str, limit: int, window_seconds: int) -> 
     except ValueError:
         cache.set(cache_key, 1, timeout=window_seconds + 5)
         return limit < 1
+
+
+def client_rate_limited(request, *, scope: str, limit: int, window_seconds: int = HOUR) -> bool:
+    """Count one attempt of this client IP at `scope`; True when it is over `limit` in the window."""
+    return rate_limit_hit(scope=scope, key=client_ip(request) or "-", limit=limit, window_seconds=window_seconds)
+
+
+def retry_after_seconds(window_seconds: int = HOUR) -> int:
+    """Seconds until the current fixed window ends (for a Retry-After header)."""
+    return window_seconds - int(time.time()) % window_seconds
 
 
 def client_ip(request) -> str | None:

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "storefront.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -88,6 +89,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "storefront.device.DeviceIdMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "storefront.security.LoginRateLimitMiddleware",
 ]
 
 ROOT_URLCONF = "storefront.urls"
@@ -286,13 +288,32 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
+# Security ---------------------------------------------------------------------------------------------------
+# HTTPS-only settings apply in production (DEBUG=0): on the local http demo they would lock the browser out.
 if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # The header a TLS-terminating proxy sets to say the request came over https; empty when no proxy
+    # sits in front (then Django sees https itself). Only trust it if the proxy overwrites it.
+    _proxy_ssl_header = env.str("SECURE_PROXY_SSL_HEADER", default="HTTP_X_FORWARDED_PROTO")
+    SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header, "https") if _proxy_ssl_header else None
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    LANGUAGE_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
-SECURE_REFERRER_POLICY = "same-origin"
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+# Everywhere, http included (SecurityMiddleware, XFrameOptionsMiddleware, storefront.security).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SECURE_REFERRER_POLICY = "same-origin"  # the order page sets it again itself: see storefront.views._order_page
 X_FRAME_OPTIONS = "DENY"
+CSRF_COOKIE_SAMESITE = LANGUAGE_COOKIE_SAMESITE = "Lax"
+# Content-Security-Policy: built per request with a nonce by storefront.security; Stripe's origins are added
+# on the pay page only. An address to receive violation reports (optional).
+CSP_REPORT_URI = env.str("CSP_REPORT_URI", default="")
+
+# Rate limits per client IP (storefront.ratelimit.client_ip), counted in the cache in fixed one-hour windows.
+# ORDER_LOOKUP_RATE (above) limits "Find my order".
+CHECKOUT_RATE = env.int("CHECKOUT_RATE_PER_HOUR", default=30)  # web checkout form and POST /api/checkout/
+LOGIN_RATE = env.int("LOGIN_RATE_PER_HOUR", default=20)  # admin login and review queue login (POSTs)
+RATE_LIMIT_PREFIX = env.str("RATE_LIMIT_PREFIX", default="rl")  # cache key prefix of the counters

@@ -30,7 +30,7 @@ from payments.services import OrderOutOfStock, PaymentBlocked, payment_capture, 
 from riskengine.models import RiskSettings
 from storefront.device import device_fingerprint
 from storefront.forms import CheckoutForm, OrderLookupForm
-from storefront.ratelimit import client_ip, rate_limit_hit
+from storefront.ratelimit import RATE_LIMITED_MESSAGE, client_ip, client_rate_limited, rate_limit_hit
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,11 @@ def checkout_view(request):
         return redirect("cart")
     needs_shipping = checkout_requires_shipping(lines)
     form = CheckoutForm(request.POST or None, requires_shipping=needs_shipping)
-    if request.method == "POST" and form.is_valid():
+    # every attempt counts, valid or not; a refused one creates nothing and keeps the cart
+    limited = request.method == "POST" and client_rate_limited(request, scope="checkout", limit=settings.CHECKOUT_RATE)
+    if limited:
+        form.add_error(None, RATE_LIMITED_MESSAGE)
+    elif request.method == "POST" and form.is_valid():
         try:
             order = checkout_create_order(
                 lines=lines,
@@ -136,7 +140,7 @@ def checkout_view(request):
         "total": subtotal + shipping,
         "currency": lines[0].product.currency,
     }
-    return render(request, "storefront/checkout.html", context)
+    return render(request, "storefront/checkout.html", context, status=429 if limited else 200)
 
 
 @require_GET
@@ -233,6 +237,7 @@ def _order_page(request, order, *, revealed: dict[int, list[str]] | None = None,
         "order": order,
         "lines": lines,
         "waiting": order.status in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID),
+        "has_digital": any(not item["line"].requires_shipping for item in lines),
         "review_hours": RiskSettings.current().review_deadline_hours if order.status == OrderStatus.ON_HOLD else 0,
     }
     response = render(request, "storefront/order_detail.html", context, status=status)

@@ -153,40 +153,150 @@ def bench_key_claims(
 
 
 def main() -> None:
+    from payments.localstripe_process import localstripe_start
+    from tests.load.stack import Stack
+
+    only = set(sys.argv[1:])  # e.g. `make bench ARGS=load` runs only the load and fault runs
+    stripe = localstripe_start()
+    stack = Stack(database_url=os.environ["DATABASE_URL"], secrets={})
+    stack.start_redis()
+    os.environ.update(
+        REDIS_URL=stack.redis_url,
+        STRIPE_API_BASE=stripe.url,
+        FULFILMENT_SWEEP_AFTER_MINUTES="0",
+        RISK_VELOCITY_PREFIX=f"risk:bench{os.getpid()}",
+    )
     recreate_database()
     import django
 
     django.setup()
+    from django.conf import settings
     from django.core.management import call_command
     from django.test.utils import setup_test_environment
 
     setup_test_environment()  # locmem email, like the suite
-    call_command("migrate", verbosity=0)
-    print(
-        f"# Benchmarks {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()}: {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, PostgreSQL + Redis on 127.0.0.1"
-    )
-    from tests.bench_import import bench_key_import
+    import logging
 
-    imported = bench_key_import()
+    logging.getLogger().setLevel(logging.WARNING)  # the figures, not every request to localstripe
+    for noisy in ("stripe", "riskengine.velocity", "payments"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    call_command("migrate", verbosity=0)
+    results: dict = {"when": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine()}
+    print(f"# Benchmarks {results['when']}: {results['machine']}")
+    try:
+        if not only or "inprocess" in only:
+            results["inprocess"] = in_process_figures()
+        if not only or "load" in only:
+            from storefront.celery import app as celery_app
+
+            celery_app.conf.task_always_eager = False  # the real worker delivers from here on
+            stack.env.update(
+                SECRET_KEY=settings.SECRET_KEY,
+                KEY_ENCRYPTION_KEYS=",".join(settings.KEY_ENCRYPTION_KEYS),
+                KEY_FINGERPRINT_SECRET=settings.KEY_FINGERPRINT_SECRET,
+                STRIPE_WEBHOOK_SECRET=settings.STRIPE_WEBHOOK_SECRET,
+                STRIPE_API_BASE=stripe.url,
+                REDIS_URL=stack.redis_url,
+                RISK_VELOCITY_PREFIX=settings.RISK_VELOCITY_PREFIX,
+            )
+            stack.collect_static()
+            stack.start_web()
+            stack.start_worker()
+            results["load"] = load_figures(stack, localstripe_url=stripe.url)
+    finally:
+        stack.stop()
+        stripe.stop()
+    from tests.load.report import write_report
+
+    path = write_report(results)
+    print(f"\nwritten to {path.relative_to(ROOT)} (logs of the run's processes in {stack.dir})")
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        memory = next(
+            int(line.split()[1]) // 1024 // 1024
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+    except (OSError, StopIteration, ValueError):
+        memory = 0
+    import psycopg
+    import redis
+
+    with psycopg.connect(BASE_URL.rsplit("/", 1)[0] + "/postgres") as conn:
+        pg = conn.execute("SHOW server_version").fetchone()[0]
+    redis_version = redis.Redis.from_url(os.environ["REDIS_URL"]).info("server")["redis_version"]
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {memory} GiB RAM, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, PostgreSQL {pg}, Redis {redis_version}, all on 127.0.0.1"
+    )
+
+
+def in_process_figures() -> dict:
+    from tests.bench_import import bench_key_import
+    from tests.bench_risk import bench_risk_scoring
+    from tests.bench_risk import report as risk_report
+
+    figures: dict = {}
+    figures["import"] = imported = bench_key_import()
     print(f"key import: {imported['keys_per_s']:.0f} keys/s ({imported['keys']} keys in {imported['seconds']:.1f} s)")
-    latency = bench_webhook_to_key_visible()
+    figures["webhook"] = latency = bench_webhook_to_key_visible()
     print(
         f"webhook -> key visible (in-process, sequential, {latency['orders']} orders): "
         f"p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms"
     )
+    figures["claims"] = []
     for full in (False, True):
         for products in (1, 10):
             claims = bench_key_claims(products=products, full_delivery=full)
+            figures["claims"].append({"full": full, **claims})
             what = "paid orders delivered (claim + status + events + email)" if full else "keys claimed"
             print(
                 f"{what}, {claims['buyers']} concurrent buyers, {products} product(s): "
                 f"{claims['keys_per_s']:.0f}/s ({claims['orders']} in {claims['seconds']:.1f} s)"
             )
-    from tests.bench_risk import bench_risk_scoring
-    from tests.bench_risk import report as risk_report
+    figures["risk"] = risk = bench_risk_scoring(n=int(os.environ.get("BENCH_RISK_ORDERS", "1000")), history=20000)
+    print(risk_report(risk))
+    return figures
 
-    print(risk_report(bench_risk_scoring(n=int(os.environ.get("BENCH_RISK_ORDERS", "500")), history=5000)))
+
+def load_figures(stack, *, localstripe_url: str) -> dict:
+    from tests.load import scenarios
+
+    figures: dict = {}
+    figures["pipeline"] = scenarios.pipeline(stack, localstripe_url=localstripe_url)
+    for level, row in figures["pipeline"].items():
+        print(
+            f"pipeline, {level} at once: {row['orders_per_s']:.1f} orders/s, "
+            f"webhook -> key visible p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms ({row['orders']} orders)"
+        )
+    figures["product_page"] = page = scenarios.product_page(stack)
+    print(
+        f"product page, {page['clients']} clients: {page['requests_per_s']:.0f} req/s, "
+        f"p50 {page['p50_ms']:.1f} ms, p99 {page['p99_ms']:.1f} ms, {page['errors']} errors"
+    )
+    figures["contention"] = contention = scenarios.contention(stack)
+    print(f"contention: {contention['statuses']} in {contention['seconds']:.1f} s; exactly once: {contention['check']}")
+    runs = {
+        "worker_killed": scenarios.fault_worker_killed,
+        "redis_restarted": scenarios.fault_redis_restarted,
+        "database_connections_dropped": lambda s: scenarios.fault_database_connections_dropped(
+            s, database=os.environ["DATABASE_URL"].rsplit("/", 1)[1]
+        ),
+        "provider_timeouts": scenarios.fault_provider_timeouts,
+        "webhooks_twice_out_of_order": scenarios.fault_webhooks_twice_out_of_order,
+    }
+    figures["faults"] = {}
+    for name, run in runs.items():
+        figures["faults"][name] = result = run(stack)
+        print(f"fault {name}: {result['statuses']}; exactly once: {result['check']}")
+    return figures
 
 
 if __name__ == "__main__":

@@ -186,3 +186,169 @@ def _velocity_keys_of_this_run():
             client.delete(*keys[start : start + 500])
     except redis_lib.RedisError:
         pass
+
+
+# --- Rate limits and secrets in logs, for the whole run ------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _rate_limits_of_this_run():
+    """Rate-limit counters of this run only, and limits the rest of the suite never reaches.
+
+    Every test client comes from 127.0.0.1, so checkouts and logins of unrelated tests (and of other runs on
+    the same Redis) would otherwise add up to the limit. tests/storefront/test_security.py sets real limits
+    in the tests that are about them.
+    """
+    import os
+
+    saved = {name: getattr(settings, name) for name in ("RATE_LIMIT_PREFIX", "CHECKOUT_RATE", "LOGIN_RATE")}
+    settings.RATE_LIMIT_PREFIX = f"rl:test{os.getpid()}"
+    settings.CHECKOUT_RATE = settings.LOGIN_RATE = 1_000_000
+    yield
+    for name, value in saved.items():
+        setattr(settings, name, value)
+
+
+PAYPAL_FAKE_CLIENT = ("fake-client", "fake-secret")  # what the paypal_fake fixture above is started with
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for index, digit in enumerate(int(d) for d in reversed(digits)):
+        if index % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def secrets_in(lines, secrets: dict[str, str]) -> list[str]:
+    """The lines that hold a secret, each redacted and named with what it holds.
+
+    A secret is any value of `secrets` (name -> value), a Stripe secret or restricted key (sk_/rk_), a full
+    card number (15-16 digits, optionally grouped, passing the Luhn check), or a license key of the kind
+    tests/factories.add_keys makes (<PREFIX>-<product id>-<5 digits>).
+    """
+    import re
+
+    patterns = {
+        "a Stripe secret key": re.compile(r"(?<![A-Za-z0-9])[sr]k_(?:test|live)_[A-Za-z0-9_]+"),
+        "a card number": re.compile(r"(?<![\w-])[2-6](?:[ -]?\d){14,15}(?![\w-])"),
+        "a test license key": re.compile(r"(?<![\w-])[A-Z][A-Z0-9]*-\d+-\d{5}(?![\w-])"),
+    }
+    found = []
+    for line in lines:
+        named = [name for name, value in secrets.items() if value and value in line]
+        redacted = line
+        for name in named:
+            redacted = redacted.replace(secrets[name], f"[{name}]")
+        for kind, pattern in patterns.items():
+            hits = [
+                m for m in pattern.findall(redacted) if kind != "a card number" or _luhn_valid(re.sub(r"\D", "", m))
+            ]
+            for hit in hits:
+                redacted = redacted.replace(hit, f"[{kind}]")
+            named += [kind] if hits else []
+        if named:
+            found.append(f"{', '.join(named)}: {redacted}")
+    return found
+
+
+def known_secrets() -> dict[str, str]:
+    """The configured secrets of this run by name, and the fake PayPal's client secret (also as Basic auth)."""
+    import base64
+
+    values = {
+        "SECRET_KEY": settings.SECRET_KEY,
+        "KEY_FINGERPRINT_SECRET": settings.KEY_FINGERPRINT_SECRET,
+        "STRIPE_WEBHOOK_SECRET": settings.STRIPE_WEBHOOK_SECRET,
+        "STRIPE_SECRET_KEY": settings.STRIPE_SECRET_KEY,
+        "PayPal client secret": PAYPAL_FAKE_CLIENT[1],
+        "PayPal Basic credentials": base64.b64encode(":".join(PAYPAL_FAKE_CLIENT).encode()).decode(),
+    }
+    values |= {f"KEY_ENCRYPTION_KEYS[{i}]": key for i, key in enumerate(settings.KEY_ENCRYPTION_KEYS)}
+    return {name: value for name, value in values.items() if value}
+
+
+class _SecretWatch:
+    """A logging handler that formats every record it sees and keeps those holding a secret, with the test."""
+
+    def __init__(self):
+        import logging
+
+        watch = self
+
+        class Handler(logging.Handler):
+            def emit(self, record):
+                try:
+                    line = self.format(record)
+                except Exception:  # a record that cannot be formatted is the emitter's bug, not a leak
+                    line = str(record.msg)
+                for offender in secrets_in([line], watch.secrets):
+                    watch.offenders.append(f"{watch.test or '(outside a test)'}: {offender}")
+
+        self.handler = Handler(level=logging.NOTSET)
+        self.handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+        self.secrets: dict[str, str] = {}
+        self.offenders: list[str] = []
+        self.test = ""
+
+    def attach(self, **_signal):
+        """On the root logger and on every logger that does not pass its records up to it (django.server...).
+
+        Called again before every test and after Celery sets up logging: a Celery worker started by a test
+        empties the root logger's handlers.
+        """
+        import logging
+
+        loggers = [logging.getLogger()] + [
+            logger
+            for logger in logging.Logger.manager.loggerDict.values()
+            if isinstance(logger, logging.Logger) and not logger.propagate
+        ]
+        for logger in loggers:
+            if self.handler not in logger.handlers:
+                logger.addHandler(self.handler)
+
+    def keep_root_level(self):
+        """The root logger's level as the run began (INFO): a Celery worker started by a test lowers it to the
+        worker's level (WARNING), which would hide the INFO lines of every later test from the watch."""
+        import logging
+
+        root = logging.getLogger()
+        self.root_level = getattr(self, "root_level", root.level)
+        root.setLevel(self.root_level)
+
+    def detach(self):
+        import logging
+
+        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+            if isinstance(logger, logging.Logger) and self.handler in logger.handlers:
+                logger.removeHandler(self.handler)
+
+
+_secret_watch = _SecretWatch()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_secret_in_any_log_line():
+    """Fails the run (an error at the last test's teardown) if any log record of it held a secret."""
+    from celery.signals import after_setup_logger
+
+    _secret_watch.secrets = known_secrets()
+    _secret_watch.keep_root_level()
+    _secret_watch.attach()
+    after_setup_logger.connect(_secret_watch.attach, weak=False)
+    yield
+    after_setup_logger.disconnect(_secret_watch.attach)
+    _secret_watch.detach()
+    offenders = _secret_watch.offenders
+    assert not offenders, f"{len(offenders)} log line(s) held a secret:\n" + "\n".join(offenders[:50])
+
+
+@pytest.fixture(autouse=True)
+def _secret_watch_on_this_test(request, _no_secret_in_any_log_line):
+    _secret_watch.test = request.node.nodeid
+    _secret_watch.keep_root_level()
+    _secret_watch.attach()
+    yield
+    _secret_watch.test = ""

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+E2E = ROOT / "tests" / "e2e"
 PG_DEFAULT = "postgres://postgres@127.0.0.1:5432/storefront"
 REDIS_DEFAULT = "redis://127.0.0.1:6379/15"
 
@@ -130,6 +131,25 @@ def resolve(name: str, env_var: str, default: str, answers, start) -> str:
     return ""
 
 
+def runs_browser_tests(args: list[str]) -> bool:
+    """Whether pytest with these arguments collects tests/e2e: no path given (the whole suite), or a path
+    inside it or above it."""
+    paths = [(ROOT / arg.split("::")[0]).resolve() for arg in args if not arg.startswith("-")]
+    paths = [path for path in paths if path.exists()]
+    return not paths or any(path == E2E or E2E in path.parents or path in E2E.parents for path in paths)
+
+
+def browser_tests_note(args: list[str]) -> None:
+    """Say whether the browser tests run; without Chromium they skip themselves (tests/e2e/conftest.py)."""
+    if not runs_browser_tests(args):
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.e2e.chromium import SKIP_REASON, find_chromium
+
+    chromium = find_chromium()
+    say(f"browser tests: Chromium at {chromium}" if chromium else SKIP_REASON)
+
+
 def main() -> int:
     db = resolve("PostgreSQL", "DATABASE_URL", PG_DEFAULT, postgres_answers, start_throwaway_postgres)
     cache = resolve("Redis", "REDIS_URL", REDIS_DEFAULT, redis_answers, start_throwaway_redis)
@@ -146,6 +166,7 @@ def main() -> int:
     env = dict(os.environ, DATABASE_URL=db, REDIS_URL=cache)
     if sys.argv[1:2] == ["--bench"]:
         return subprocess.call([sys.executable, "tests/bench.py", *sys.argv[2:]], cwd=ROOT, env=env)
+    browser_tests_note(sys.argv[1:])
     code = subprocess.call([sys.executable, "-m", "pytest", *sys.argv[1:]], cwd=ROOT, env=env)
     if code == 5:
         say("pytest collected no tests: that is a failure")

@@ -309,3 +309,42 @@ def test_credentials_are_names_of_variables_and_their_values_are_never_shown(adm
     assert "sk_live_must_never_be_shown" not in page
     user = get_user_model().objects.get(username="admin")
     assert user.is_superuser
+
+
+@pytest.mark.django_db
+def test_webhooks_stop_waiting_on_a_provider_whose_breaker_opened(client, make_order, settings):
+    # Given Stripe accepts connections and never answers, and a breaker that opens after 2 failures
+    import socket
+
+    from tests.conftest import payment_intent_event, signed_stripe_event
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    settings.STRIPE_TIMEOUT_SECONDS = 0.3
+    PaymentChannel.objects.filter(code="stripe").update(
+        api_base=f"http://127.0.0.1:{hole.getsockname()[1]}", breaker_threshold=2
+    )
+    product = ProductFactory(kind=FulfilmentKind.SERVICE)
+    stripe = PaymentChannel.objects.get(code="stripe")
+    try:
+        # When five paid orders' webhooks arrive, each needing the charge's details
+        for i in range(5):
+            order = make_order((product, 1), email=f"b{i}@example.com")
+            Payment.objects.create(
+                order=order, channel=stripe, provider="stripe", provider_ref=f"pi_hole_{i}", amount=order.total_amount,
+                currency="USD",
+            )  # fmt: skip
+            payload, header = signed_stripe_event(
+                payment_intent_event(event_id=f"evt_hole_{i}", intent_id=f"pi_hole_{i}", amount=order.total_amount)
+            )
+            response = client.post(
+                "/payments/stripe/webhook/", data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+            )
+            assert response.status_code == 200
+    finally:
+        hole.close()
+
+    # Then all are paid, but only the first two waited on Stripe: the open breaker spared the rest
+    assert Payment.objects.filter(channel=stripe, status="succeeded").count() == 5
+    assert ProviderCall.objects.filter(channel=stripe, operation="fetch", outcome="timeout").count() == 2
