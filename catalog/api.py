@@ -1,8 +1,9 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers
 
 from catalog.models import Product
 from catalog.selectors import product_in_stock, product_list_for_sale, product_stock_label
+from storefront.api_errors import error_responses
 
 
 class ProductSerializer(serializers.ModelSerializer):
@@ -43,7 +44,11 @@ class ProductListApi(generics.ListAPIView):
         return product_list_for_sale()
 
 
-@extend_schema(tags=["catalog"])
+@extend_schema(
+    tags=["catalog"],
+    parameters=[OpenApiParameter("slug", str, OpenApiParameter.PATH, pattern=r"^[-a-zA-Z0-9_]+$")],
+    responses={200: ProductSerializer, **error_responses(404)},
+)
 class ProductDetailApi(generics.RetrieveAPIView):
     serializer_class = ProductSerializer
     lookup_field = "slug"

@@ -3,20 +3,22 @@
 from django.conf import settings
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.models import Product
 from orders.cart import CartLine, cart_clear, cart_lines, cart_set_quantity
 from orders.errors import MESSAGES
-from orders.models import Order
+from orders.models import Order, OrderStatus
 from orders.selectors import order_get_by_token
 from orders.services import ShippingAddress, checkout_create_order
+from payments.health import ACCOUNT_TROUBLE
 from payments.models import PaymentChannel, PaymentStatus
 from payments.providers.base import PaymentDeclined, PaymentError
-from payments.routing import channels_for_order
+from payments.routing import channel_refusal, channels_for_order, shopper_country
 from payments.services import (
     OrderNotPayable,
     OrderOutOfStock,
@@ -25,9 +27,9 @@ from payments.services import (
     payment_confirm_card,
     payment_start_for_order,
 )
-from storefront.api_errors import ApiError
+from storefront.api_errors import ApiError, error_responses
 from storefront.device import device_fingerprint
-from storefront.ratelimit import client_ip
+from storefront.ratelimit import RATE_LIMITED_MESSAGE, client_ip, client_rate_limited
 
 
 class CartLineSerializer(serializers.Serializer):
@@ -73,7 +75,9 @@ class CartApi(APIView):
     def get(self, request):
         return Response(_cart_payload(request.session))
 
-    @extend_schema(request=CartLineSerializer, responses=CartSerializer, tags=["cart"])
+    @extend_schema(
+        request=CartLineSerializer, responses={200: CartSerializer, **error_responses(400, 404, 415)}, tags=["cart"]
+    )
     def put(self, request):
         data = CartLineSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -194,8 +198,18 @@ def _payment_payload(payment) -> dict | None:
 class CheckoutApi(APIView):
     """Create an order from the given lines (or the session cart) and open its payment."""
 
-    @extend_schema(request=CheckoutSerializer, responses={201: CheckoutResultSerializer}, tags=["checkout"])
+    # JSON only: the lines and the address are nested, which the form encodings do not carry as documented, and
+    # a form checkout whose lines were not understood would buy the session cart instead of what was sent.
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        request=CheckoutSerializer,
+        responses={201: CheckoutResultSerializer, **error_responses(400, 403, 404, 409, 415, 429)},
+        tags=["checkout"],
+    )
     def post(self, request):
+        if client_rate_limited(request, scope="checkout", limit=settings.CHECKOUT_RATE):  # shared with the web form
+            raise ApiError("rate_limited", str(RATE_LIMITED_MESSAGE), status.HTTP_429_TOO_MANY_REQUESTS)
         data = CheckoutSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         given = data.validated_data.get("lines")
@@ -228,6 +242,11 @@ class CheckoutApi(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+ORDER_TOKEN = OpenApiParameter(
+    "token", str, OpenApiParameter.PATH, pattern=r"^[A-Za-z0-9_-]+$", description="The order's secret token."
+)
+
+
 def _order_or_404(token: str) -> Order:
     order = order_get_by_token(token=token)
     if order is None:
@@ -238,7 +257,9 @@ def _order_or_404(token: str) -> Order:
 class OrderStatusApi(APIView):
     """An order's status and delivered goods, by its secret token."""
 
-    @extend_schema(responses=OrderStatusSerializer, tags=["orders"])
+    @extend_schema(
+        parameters=[ORDER_TOKEN], responses={200: OrderStatusSerializer, **error_responses(404)}, tags=["orders"]
+    )
     def get(self, request, token: str):
         response = Response(order_status_payload(_order_or_404(token)))
         response["Cache-Control"] = "no-store"
@@ -264,7 +285,11 @@ def _channel_or_404(code: str | None):
 class OrderPaymentMethodsApi(APIView):
     """The ways this order can be paid right now, best first."""
 
-    @extend_schema(responses=PaymentMethodSerializer(many=True), tags=["orders"])
+    @extend_schema(
+        parameters=[ORDER_TOKEN],
+        responses={200: PaymentMethodSerializer(many=True), **error_responses(404)},
+        tags=["orders"],
+    )
     def get(self, request, token: str):
         order = _order_or_404(token)
         offers = channels_for_order(order=order) if order.status == "pending_payment" else []
@@ -280,12 +305,25 @@ class OrderPayApi(APIView):
     """Pay the order: with a Stripe.js card token (confirmed on the server), or open a PayPal payment and
     get its approval URL. `channel` picks the way to pay; by default the best one that answers."""
 
-    @extend_schema(request=PayWithCardTokenSerializer, responses=PaymentSessionSerializer, tags=["orders"])
+    @extend_schema(
+        request=PayWithCardTokenSerializer,
+        parameters=[ORDER_TOKEN],
+        responses={200: PaymentSessionSerializer, **error_responses(400, 402, 403, 404, 409, 415, 503)},
+        tags=["orders"],
+    )
     def post(self, request, token: str):
         order = _order_or_404(token)
         data = PayWithCardTokenSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         channel = _channel_or_404(data.validated_data.get("channel"))
+        if channel is not None and order.status == OrderStatus.PENDING_PAYMENT:
+            refusal = channel_refusal(channel, order=order, country=shopper_country(order))
+            if refusal and refusal != "breaker open":  # an outage is a 503 below; the rest is the client's choice
+                raise ApiError(
+                    "channel_unavailable",
+                    _("%(name)s is unavailable right now.") % {"name": channel.localized_name},  # as the pay page
+                    status.HTTP_409_CONFLICT,
+                )
         card_token = data.validated_data.get("card_token", "")
         try:
             payment = payment_start_for_order(order=order, channel=channel)
@@ -304,6 +342,14 @@ class OrderPayApi(APIView):
         except PaymentDeclined as exc:
             raise ApiError("payment_declined", str(exc), status.HTTP_402_PAYMENT_REQUIRED) from None
         except PaymentError as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in ACCOUNT_TROUBLE:
+                # The provider refused this request (an unknown or spent card token): trying again will not help,
+                # entering the card again will. payments.health does not count it against the channel either.
+                raise ApiError(
+                    "payment_declined",
+                    _("The card could not be read; please enter it again."),
+                    status.HTTP_402_PAYMENT_REQUIRED,
+                ) from None
             raise ApiError("payment_unavailable", str(exc), status.HTTP_503_SERVICE_UNAVAILABLE) from None
         if payment.status == PaymentStatus.FAILED:
             raise ApiError(
@@ -327,7 +373,12 @@ class RevealResultSerializer(serializers.Serializer):
 class OrderRevealApi(APIView):
     """A line's keys in clear. Every call is logged (time, IP, user agent) as dispute evidence."""
 
-    @extend_schema(request=RevealRequestSerializer, responses=RevealResultSerializer, tags=["orders"])
+    @extend_schema(
+        request=RevealRequestSerializer,
+        parameters=[ORDER_TOKEN],
+        responses={200: RevealResultSerializer, **error_responses(400, 404, 415)},
+        tags=["orders"],
+    )
     def post(self, request, token: str):
         from fulfillment.services import order_reveal_keys
 

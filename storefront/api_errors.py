@@ -2,11 +2,26 @@
 
 from django.http import Http404
 from django.utils.translation import gettext as _
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from orders.errors import CheckoutError
+
+
+class ApiErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable and machine-readable, e.g. product_not_found, invalid.")
+    message = serializers.CharField(help_text="For the shopper, in the request's language.")
+    fields = serializers.DictField(required=False, help_text="With code 'invalid': the errors of each field.")
+
+
+class ApiErrorSerializer(serializers.Serializer):
+    error = ApiErrorBodySerializer()
+
+
+def error_responses(*statuses: int) -> dict:
+    """The error statuses an operation can answer, for extend_schema(responses=...): every one is ApiError."""
+    return dict.fromkeys(statuses, ApiErrorSerializer)
 
 
 class ApiError(exceptions.APIException):
