@@ -16,6 +16,7 @@ MESSAGES = {
     "order_sold_out": _("Sorry, part of this order sold out before payment. Please start a new order."),
     "payment_declined": _("Your payment was declined: %(reason)s"),
     "payment_unavailable": _("Payment is unavailable right now; please try again in a moment."),
+    "order_too_large": _("This order is too large for one payment; please split it into smaller orders."),
 }
 
 

@@ -26,6 +26,8 @@ from riskengine.services import risk_record_event
 
 logger = logging.getLogger(__name__)
 
+MAX_ORDER_TOTAL = 2**31 - 1  # what the order's amount columns hold, in minor units
+
 
 @dataclass(frozen=True)
 class ShippingAddress:
@@ -102,6 +104,8 @@ def checkout_create_order(
         raise CheckoutError("shipping_required")
     subtotal = sum(line.line_total for line in lines)
     shipping_amount = settings.SHIPPING_FLAT_FEE if needs_shipping else 0
+    if subtotal + shipping_amount > MAX_ORDER_TOTAL:
+        raise CheckoutError("order_too_large")
     address = shipping if needs_shipping else None
     order = Order.objects.create(
         email=email.strip().lower(),

@@ -16,7 +16,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.PAID: frozenset({S.FULFILLED, S.AWAITING_STOCK, S.AWAITING_SHIPMENT, S.ON_HOLD, S.REFUNDED, S.CANCELLED}),
     S.ON_HOLD: frozenset({S.PAID, S.REFUNDED, S.CANCELLED}),
     S.AWAITING_STOCK: frozenset({S.FULFILLED, S.AWAITING_SHIPMENT, S.REFUNDED}),
-    S.AWAITING_SHIPMENT: frozenset({S.SHIPPED, S.AWAITING_STOCK, S.REFUNDED}),
+    # FULFILLED: what was to ship was refunded, and everything digital is delivered
+    S.AWAITING_SHIPMENT: frozenset({S.SHIPPED, S.FULFILLED, S.AWAITING_STOCK, S.REFUNDED}),
     S.FULFILLED: frozenset({S.REFUNDED}),
     S.SHIPPED: frozenset({S.REFUNDED}),
     S.CANCELLED: frozenset(),

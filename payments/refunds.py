@@ -22,6 +22,7 @@ from payments.health import provider_call
 from payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from payments.providers import provider_for_channel
 from payments.providers.base import ProviderUnavailable, RefundNotice
+from riskengine.review import review_cases_close_for_refund
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +195,7 @@ def _withdraw(*, order: Order, line_ids: list[int], whole: bool, actor: str, rea
         order.save(update_fields=["payment_state", "updated_at"])
         order_transition(order=order, to_status=OrderStatus.REFUNDED, actor=actor, note=reason[:300])
         keys_release_for_order(order=order, actor=actor)
+        review_cases_close_for_refund(order=order, actor=actor)
         template = "order_refunded"
     else:
         order.payment_state = PaymentState.PARTIALLY_REFUNDED

@@ -116,6 +116,7 @@ class ReviewStatus(models.TextChoices):
     APPROVED = "approved", _("Approved")
     REJECTED = "rejected", _("Rejected")
     EXPIRED = "expired", _("Refunded: not reviewed in time")
+    CLOSED = "closed", _("Closed: the order was refunded meanwhile")
 
 
 class ReviewCase(models.Model):

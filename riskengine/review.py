@@ -87,7 +87,8 @@ def review_reject(*, case_id: int, user, note: str, blocklist: list[str] | None 
         order = case.order
     order = refund_issue(order=order, actor=actor, reason=f"Rejected in review: {note}")
     with transaction.atomic():
-        ReviewCase.objects.filter(pk=case.pk, status=ReviewStatus.OPEN).update(
+        # the refund just closed the case (see payments.refunds): the reviewer's decision is the record
+        ReviewCase.objects.filter(pk=case.pk, status__in=[ReviewStatus.OPEN, ReviewStatus.CLOSED]).update(
             status=ReviewStatus.REJECTED, decided_by=user, decided_at=timezone.now(), note=note
         )
         FraudLabel.objects.create(order=order, source="review", is_fraud=True)
@@ -110,6 +111,13 @@ def risk_blocklist_order_identifiers(*, order: Order, kinds: list[str], actor: s
     return added
 
 
+def review_cases_close_for_refund(*, order: Order, actor: str) -> int:
+    """A held order refunded by any other way (staff, the shopper, the provider) leaves the queue."""
+    return ReviewCase.objects.filter(order=order, status=ReviewStatus.OPEN).update(
+        status=ReviewStatus.CLOSED, decided_at=timezone.now(), note=f"Refunded by {actor}."[:300]
+    )
+
+
 def review_expire_overdue(*, now=None) -> int:
     """Refund held orders nobody reviewed before the deadline, and tell the shopper (refund email)."""
     from payments.providers.base import PaymentError
@@ -126,7 +134,7 @@ def review_expire_overdue(*, now=None) -> int:
         except (RefundNotAllowed, PaymentError) as exc:
             logger.warning("order %s: review deadline refund failed: %s", case.order.number, exc)
             continue
-        ReviewCase.objects.filter(pk=case.pk, status=ReviewStatus.OPEN).update(
+        ReviewCase.objects.filter(pk=case.pk, status__in=[ReviewStatus.OPEN, ReviewStatus.CLOSED]).update(
             status=ReviewStatus.EXPIRED, decided_at=now
         )
         expired += 1

@@ -1,7 +1,8 @@
 """Every API error is JSON of one shape: {"error": {"code", "message", "fields"?}}."""
 
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import requires_csrf_token
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -49,3 +50,9 @@ def exception_handler(exc, context):
         body = {"code": code if isinstance(code, str) else "error", "message": str(detail)}
     response.data = {"error": body}
     return response
+
+
+@requires_csrf_token
+def api_not_found(request, *args, **kwargs) -> JsonResponse:
+    """Any path under /api/ that no endpoint matches: the same envelope as every other API error."""
+    return JsonResponse({"error": {"code": "not_found", "message": _("Not found.")}}, status=404)

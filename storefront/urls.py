@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from catalog.api import ProductDetailApi, ProductListApi
@@ -13,6 +13,7 @@ from orders.api import (
 )
 from payments.views import channel_webhook, stripe_webhook
 from storefront import views
+from storefront.api_errors import api_not_found
 
 api = [
     path("products/", ProductListApi.as_view(), name="api-products"),
@@ -25,6 +26,7 @@ api = [
     path("orders/<str:token>/reveal/", OrderRevealApi.as_view(), name="api-order-reveal"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^.*$", api_not_found, name="api-not-found"),  # last: a path no endpoint matches
 ]
 
 urlpatterns = [

@@ -35,7 +35,7 @@ ILLEGAL = [
     (S.PAID, S.SHIPPED),
     (S.ON_HOLD, S.FULFILLED),
     (S.AWAITING_STOCK, S.CANCELLED),
-    (S.AWAITING_SHIPMENT, S.FULFILLED),
+    (S.AWAITING_SHIPMENT, S.PAID),  # (-> fulfilled is legal: when what was to ship is refunded)
     (S.AWAITING_SHIPMENT, S.CANCELLED),
     (S.FULFILLED, S.PENDING_PAYMENT),
     (S.FULFILLED, S.PAID),

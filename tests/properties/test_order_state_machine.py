@@ -56,20 +56,6 @@ VIA_PROVIDER = st.sampled_from([True, True, False])  # provider orders have more
 ORDER_LINES = st.dictionaries(st.sampled_from(PRODUCTS), st.integers(1, 2), min_size=1, max_size=3)
 
 
-def nothing_to_ship(order: Order) -> bool:
-    """Known defect (see test_known_defect_... below): refunding the only physical lines of an order awaiting
-    shipment leaves it awaiting shipment, because payments/refunds.py moves it only along orders/status.py's
-    TRANSITIONS, which have no AWAITING_SHIPMENT -> FULFILLED; shipping it then raises IllegalTransition.
-    True exactly in that situation: every physical line refunded, none shipped, every digital one delivered."""
-    lines = list(order.lines.all())
-    physical = [line for line in lines if line.requires_shipping]
-    return (
-        bool(physical)
-        and all(line.refunded_at and not line.shipped_at for line in physical)
-        and all(line.delivered_at or line.refunded_at for line in lines if not line.requires_shipping)
-    )
-
-
 class Tracked:
     """What the machine knows about one order, and what the provider has done with it (provider orders)."""
 
@@ -325,9 +311,6 @@ class OrderLifecycle(RuleBasedStateMachine):
             with self.on_commit():
                 order_mark_lines_shipped(order_id=tracked.pk, actor="staff")
         except IllegalTransition:
-            if order.status == S.AWAITING_SHIPMENT and nothing_to_ship(order):
-                event("known defect: awaiting shipment with every physical line refunded")
-                return
             assert order.status != S.AWAITING_SHIPMENT, "an order awaiting shipment could not be shipped"
         else:
             assert order.status == S.AWAITING_SHIPMENT
@@ -453,9 +436,8 @@ class OrderLifecycle(RuleBasedStateMachine):
             # "awaiting" something means something is still owed
             if order.status == S.AWAITING_STOCK:
                 assert digital_owed, f"{order.number} awaits stock for nothing"
-            if order.status == S.AWAITING_SHIPMENT and not physical_owed:
-                assert nothing_to_ship(order), f"{order.number} awaits shipment of lines already shipped"
-                event("known defect: awaiting shipment with every physical line refunded")
+            if order.status == S.AWAITING_SHIPMENT:
+                assert physical_owed, f"{order.number} awaits shipment of nothing (shipped or refunded)"
 
     @invariant()
     def no_key_is_sold_twice_and_none_is_lost(self):
@@ -497,14 +479,7 @@ def test_orders_stay_consistent_whatever_happens_in_whatever_order(django_captur
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="payments/refunds.py _move_after_partial_refund: with the only physical line refunded, an order "
-    "awaiting shipment owes nothing but stays awaiting shipment (orders/status.py has no AWAITING_SHIPMENT -> "
-    "FULFILLED), and order_mark_lines_shipped then raises IllegalTransition: it can never complete",
-)
-def test_known_defect_refunding_the_only_physical_line_completes_an_order_awaiting_shipment(
+def test_refunding_the_only_physical_line_completes_an_order_awaiting_shipment(
     make_order, django_capture_on_commit_callbacks
 ):
     # Given a paid order of a delivered service and a book waiting to ship
