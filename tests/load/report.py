@@ -27,8 +27,9 @@ def write_report(results: dict) -> Path:
         "machine as the shop, so every throughput below is shared with the client's own CPU use.",
         "",
         "Only the exactly-once checks are pass/fail: each run below ends with one, and `make bench` stops with",
-        "the reason if it fails (every paid order delivered once or honestly waiting for stock, no key in two",
-        "order lines, every key sold once in the audit trail, one successful payment per order).",
+        "the reason if it fails (every paid order delivered once, or honestly waiting: for stock, or held by the",
+        "risk engine for review; no key in two order lines, every key sold once in the audit trail, one",
+        "successful payment per order).",
         "",
     ]
     load = results.get("load")
