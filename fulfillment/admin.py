@@ -5,6 +5,7 @@ from django.utils.html import format_html
 from fulfillment.imports import key_import_resume
 from fulfillment.keys import keys_set_state
 from fulfillment.models import ImportStatus, KeyEvent, KeyImport, LicenseKey
+from storefront.admin_base import ReadOnlyAdmin
 
 
 class KeyEventInline(admin.TabularInline):
@@ -82,7 +83,7 @@ class LicenseKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(KeyImport)
-class KeyImportAdmin(admin.ModelAdmin):
+class KeyImportAdmin(ReadOnlyAdmin):
     """Bulk imports and their reports, read-only. The uploaded file is never offered here (keys in clear)."""
 
     list_display = (
@@ -135,12 +136,3 @@ class KeyImportAdmin(admin.ModelAdmin):
     def progress(self, obj):
         url = reverse("admin:catalog_product_key_import", args=[obj.pk])
         return format_html('<a href="{}">{}%</a>', url, obj.percent)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
