@@ -4,7 +4,8 @@ import sys
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "storefront.settings")
+    # an empty DJANGO_SETTINGS_MODULE counts as unset (setdefault would keep it, and nothing would load)
+    os.environ["DJANGO_SETTINGS_MODULE"] = os.environ.get("DJANGO_SETTINGS_MODULE") or "storefront.settings"
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 HEALTH_WINDOW = timedelta(minutes=30)
 ACCOUNT_TROUBLE = {401, 403, 429}
+FAILED = [CallOutcome.ERROR, CallOutcome.TIMEOUT]
 
 
 def _outcome(exc: BaseException | None) -> str:
@@ -59,7 +60,7 @@ def provider_call(*, channel: PaymentChannel, operation: str, order=None) -> Ite
             error="" if failure is None else (getattr(failure, "issue", "") or type(failure).__name__)[:100],
             order=order,
         )
-        breaker_record(channel=channel, failed=outcome in (CallOutcome.ERROR, CallOutcome.TIMEOUT))
+        breaker_record(channel=channel, failed=outcome in FAILED)
 
 
 def breaker_record(*, channel: PaymentChannel, failed: bool) -> None:
@@ -104,26 +105,33 @@ class ChannelHealth:
         return 0.0 if not self.calls else self.failures / self.calls
 
 
+def health_annotations(*, prefix: str, since) -> dict:
+    """Annotations for a PaymentChannel queryset: `<prefix>_calls`, `_failures` (errors and timeouts),
+    `_timeouts` and `_latency` (average ms) over the calls made since `since`."""
+    window = Q(calls__created_at__gte=since)
+    return {
+        f"{prefix}_calls": Count("calls", filter=window),
+        f"{prefix}_failures": Count("calls", filter=window & Q(calls__outcome__in=FAILED)),
+        f"{prefix}_timeouts": Count("calls", filter=window & Q(calls__outcome=CallOutcome.TIMEOUT)),
+        f"{prefix}_latency": Avg("calls__latency_ms", filter=window),
+    }
+
+
+def health_of(channel: PaymentChannel, *, prefix: str) -> ChannelHealth:
+    """The health of a channel annotated with health_annotations(prefix=...); none recorded if not annotated."""
+    return ChannelHealth(
+        calls=getattr(channel, f"{prefix}_calls", 0),
+        failures=getattr(channel, f"{prefix}_failures", 0),
+        timeouts=getattr(channel, f"{prefix}_timeouts", 0),
+        average_latency_ms=getattr(channel, f"{prefix}_latency", None),
+    )
+
+
 def channel_health(*, since=None) -> dict[int, ChannelHealth]:
     """Calls, failures and average latency per channel since `since` (the last 30 minutes by default)."""
     since = since or timezone.now() - HEALTH_WINDOW
-    failed = Q(outcome__in=[CallOutcome.ERROR, CallOutcome.TIMEOUT])
-    rows = (
-        ProviderCall.objects.filter(created_at__gte=since)
-        .values("channel_id")
-        .annotate(
-            calls=Count("pk"),
-            failures=Count("pk", filter=failed),
-            timeouts=Count("pk", filter=Q(outcome=CallOutcome.TIMEOUT)),
-            latency=Avg("latency_ms"),
-        )
-    )
-    return {
-        row["channel_id"]: ChannelHealth(
-            calls=row["calls"], failures=row["failures"], timeouts=row["timeouts"], average_latency_ms=row["latency"]
-        )
-        for row in rows
-    }
+    channels = PaymentChannel.objects.annotate(**health_annotations(prefix="h", since=since))
+    return {channel.pk: health_of(channel, prefix="h") for channel in channels}
 
 
 def provider_calls_prune(*, older_than: timedelta = timedelta(days=30)) -> int:

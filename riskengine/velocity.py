@@ -16,6 +16,8 @@ from django.db.models import Count, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
+from riskengine.config import LINK_FIELDS
+
 logger = logging.getLogger(__name__)
 
 METRICS = ("orders", "failed_payments", "distinct_cards")
@@ -97,9 +99,6 @@ def velocity_counts(*, metric: str, ids: dict[str, str], window_seconds: int) ->
     return {kind: counts[(metric, kind, value, window_seconds)] for kind, value in ids.items()}, source
 
 
-_ORDER_FIELDS = {"email": "email", "ip": "purchase_ip", "device": "device_id", "card": "card_fingerprint"}
-
-
 def _database_counts_many(requests: list[Request]) -> dict[Request, int]:
     """The same counts from PostgreSQL: one query per metric asked for, whatever the identifiers and windows.
 
@@ -119,10 +118,10 @@ def _database_counts_many(requests: list[Request]) -> dict[Request, int]:
         earliest = min(since.values())
         by_identifier = Q()
         for _, kind, value, _ in wanted:
-            by_identifier |= Q(**{_ORDER_FIELDS[kind]: value})
+            by_identifier |= Q(**{LINK_FIELDS[kind]: value})
         if metric == "orders":
             aggregates = {
-                f"n{i}": Count("pk", filter=Q(**{_ORDER_FIELDS[r[1]]: r[2]}, created_at__gte=since[r]))
+                f"n{i}": Count("pk", filter=Q(**{LINK_FIELDS[r[1]]: r[2]}, created_at__gte=since[r]))
                 for i, r in enumerate(wanted)
             }
             row = Order.objects.filter(by_identifier, created_at__gte=earliest).aggregate(**aggregates)
@@ -154,10 +153,10 @@ def _failed_payment_counts(wanted: list[Request], since: dict, earliest) -> dict
     if others:
         by_identifier = Q()
         for _, kind, value, _ in others:
-            by_identifier |= Q(**{_ORDER_FIELDS[kind]: value})
+            by_identifier |= Q(**{LINK_FIELDS[kind]: value})
         rows = failed.filter(order__in=Order.objects.filter(by_identifier)).aggregate(
             **{
-                f"n{i}": Count("pk", filter=Q(**{f"order__{_ORDER_FIELDS[r[1]]}": r[2]}, created_at__gte=since[r]))
+                f"n{i}": Count("pk", filter=Q(**{f"order__{LINK_FIELDS[r[1]]}": r[2]}, created_at__gte=since[r]))
                 for i, r in enumerate(others)
             }
         )
@@ -169,7 +168,7 @@ def _distinct_card_counts(wanted: list[Request], since: dict, earliest, by_ident
     """Cards seen per identifier: paid with (the order's card) or declined (the failed attempt's card)."""
     from orders.models import Order, OrderEvent
 
-    fields = list(_ORDER_FIELDS.values())
+    fields = list(LINK_FIELDS.values())
     seen: list[tuple[dict, str, object]] = []  # (identifier values of the order, card, when)
     paid = Order.objects.filter(by_identifier, created_at__gte=earliest).exclude(card_fingerprint="")
     for row in paid.values(*fields, "created_at"):
@@ -188,7 +187,7 @@ def _distinct_card_counts(wanted: list[Request], since: dict, earliest, by_ident
     counts: dict[Request, int] = {}
     for request in wanted:
         _, kind, value, _ = request
-        field = _ORDER_FIELDS[kind]
+        field = LINK_FIELDS[kind]
         cards = {card for ids, card, when in seen if str(ids[field]) == value and when >= since[request]}
         counts[request] = len(cards - {None, ""})
     return counts

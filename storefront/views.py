@@ -30,7 +30,7 @@ from payments.services import OrderOutOfStock, PaymentBlocked, payment_capture, 
 from riskengine.models import RiskSettings
 from storefront.device import device_fingerprint
 from storefront.forms import CheckoutForm, OrderLookupForm
-from storefront.ratelimit import RATE_LIMITED_MESSAGE, client_ip, client_rate_limited, rate_limit_hit
+from storefront.ratelimit import RATE_LIMITED_MESSAGE, client_ip, client_rate_limited
 
 logger = logging.getLogger(__name__)
 
@@ -299,9 +299,7 @@ def order_lookup(request):
     form = OrderLookupForm(request.POST or None)
     sent = False
     if request.method == "POST" and form.is_valid():
-        if rate_limit_hit(
-            scope="lookup", key=client_ip(request) or "-", limit=settings.ORDER_LOOKUP_RATE, window_seconds=3600
-        ):
+        if client_rate_limited(request, scope="lookup", limit=settings.ORDER_LOOKUP_RATE):
             return render(request, "storefront/order_lookup.html", {"form": form, "limited": True}, status=429)
         order = order_find_for_lookup(email=form.cleaned_data["email"], number=form.cleaned_data["number"])
         if order is not None:

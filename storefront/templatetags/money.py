@@ -1,14 +1,15 @@
 from django import template
 
-register = template.Library()
+from payments.money import exponent
 
-ZERO_DECIMAL = {"JPY", "KRW", "VND", "CLP", "ISK", "HUF", "TWD", "UGX", "XAF", "XOF"}
+register = template.Library()
 
 
 @register.simple_tag
 def money(amount: int, currency: str) -> str:
-    """Format integer minor units, e.g. 1999 USD -> 'USD 19.99'."""
+    """Format integer minor units, e.g. 1999 USD -> 'USD 19.99', 500 JPY -> 'JPY 500'."""
     currency = (currency or "").upper()
-    if currency in ZERO_DECIMAL:
-        return f"{currency} {amount:,}"
-    return f"{currency} {amount // 100:,}.{amount % 100:02d}"
+    places = exponent(currency)
+    whole, fraction = divmod(abs(amount), 10**places)
+    sign = "-" if amount < 0 else ""
+    return f"{currency} {sign}{whole:,}" + (f".{fraction:0{places}d}" if places else "")

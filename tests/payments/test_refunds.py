@@ -155,6 +155,7 @@ def test_a_refund_the_provider_refuses_is_marked_failed_and_withdraws_nothing(tw
 
     order, _ = two_line_order
 
+    # localstripe accepts any refund (even beyond the charge), so Stripe's refusal is played here
     def refused(self, **kwargs):
         error = PaymentError("charge already refunded")
         error.status = 400
