@@ -23,9 +23,10 @@ RUN groupadd --system --gid 10001 app \
 COPY . .
 
 # Collect static files for WhiteNoise (DEBUG=0 uses the compressed manifest storage).
-# DEBUG=0 refuses to start without these four secrets. The values below are throwaway,
-# exist only for this RUN step and are never used at run time. (The Fernet key is just
-# base64 of a 32-byte placeholder string.)
+# DEBUG=0 refuses to start without these four secrets, a DATABASE_URL and a REDIS_URL.
+# The values below are throwaway, exist only for this RUN step and are never used at run
+# time; collectstatic connects to neither server. (The Fernet key is just base64 of a
+# 32-byte placeholder string.)
 # The private-media folder is created here, owned by the app user, so a new named
 # volume mounted on it starts out writable.
 RUN DEBUG=0 \
@@ -33,6 +34,8 @@ RUN DEBUG=0 \
     KEY_ENCRYPTION_KEYS=YnVpbGQtb25seS1kdW1teS1rZXktbm90LXNlY3JldCE= \
     KEY_FINGERPRINT_SECRET=build-only-not-a-secret \
     STRIPE_WEBHOOK_SECRET=whsec_build_only_not_a_secret \
+    DATABASE_URL=postgres://build-only@127.0.0.1:9/none \
+    REDIS_URL=redis://127.0.0.1:9/0 \
     python manage.py collectstatic --noinput \
     && mkdir -p /app/media/private \
     && chown app:app /app/media/private

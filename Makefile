@@ -19,11 +19,16 @@ $(STAMP): requirements.lock.txt
 
 install: $(STAMP)
 
+# storefront.settings is production only (DEBUG off, every secret required); the demo and the tools below
+# use the demo's settings: DEBUG, development secrets, the SQLite file, Celery eager.
+DEMO_SETTINGS := DJANGO_SETTINGS_MODULE=storefront.settings_demo
+
 ## demo: install, migrate, seed, start localstripe and serve the shop on http://127.0.0.1:8000/
 demo: install
-	$(PY) manage.py demo
+	$(DEMO_SETTINGS) $(PY) manage.py demo
 
-## test: lint, migration check and the whole suite on PostgreSQL + Redis
+## test: lint, migration check, the whole suite on PostgreSQL + Redis, then the purchase smoke suite on the
+## demo's own settings (SQLite, Celery eager, localstripe, the fake PayPal; tests/smoke_sqlite)
 test: install lint
 	$(PY) tests/harness.py
 
@@ -46,7 +51,7 @@ e2e: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) manage.py makemigrations --check --dry-run
+	$(DEMO_SETTINGS) $(PY) manage.py makemigrations --check --dry-run
 
 format: install
 	$(VENV)/bin/ruff check --fix .
@@ -54,8 +59,8 @@ format: install
 
 ## messages: refresh the zh-hans catalog after changing translatable strings
 messages: install
-	$(PY) manage.py makemessages -l zh_Hans --ignore=.venv --ignore=tests
-	$(PY) manage.py compilemessages --ignore=.venv
+	$(DEMO_SETTINGS) $(PY) manage.py makemessages -l zh_Hans --ignore=.venv --ignore=tests
+	$(DEMO_SETTINGS) $(PY) manage.py compilemessages --ignore=.venv
 
 bench: install
 	$(PY) tests/harness.py --bench

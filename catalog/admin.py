@@ -4,7 +4,6 @@ The key tools are plain admin views (ProductAdmin.get_urls) that call the servic
 fulfillment.imports; their pages are small templates kept here, extending the admin's own.
 """
 
-import csv
 from functools import cache
 
 from django import forms
@@ -24,6 +23,7 @@ from catalog.models import FulfilmentKind, Product
 from fulfillment.imports import KeyImportRejected, key_import_create
 from fulfillment.keys import MAX_KEY_LENGTH, SharedKeyRejected, keys_export_unsold, keys_set_shared
 from fulfillment.models import ImportStatus, KeyImport, KeyStatus, LicenseKey
+from storefront.csv_export import csv_writer
 
 IMPORT_PERMISSION = "fulfillment.add_licensekey"
 EXPORT_PERMISSION = "fulfillment.export_keys"
@@ -312,7 +312,7 @@ class _Echo:
 
 
 def _csv_lines(rows):
-    writer = csv.writer(_Echo())
+    writer = csv_writer(_Echo())  # quotes cells a spreadsheet would run as formulas
     yield writer.writerow(["key", "note"])
     for key, note in rows:
         yield writer.writerow([key, note])

@@ -117,17 +117,22 @@ class KeyImportAdmin(ReadOnlyAdmin):
         "too_long",
         "error",
         "created_at",
+        "heartbeat_at",
         "finished_at",
     )
     readonly_fields = fields
     actions = ["resume_imports"]
 
-    @admin.action(description="Resume selected failed imports", permissions=["resume"])
+    @admin.action(description="Resume selected unfinished imports (failed or stalled)", permissions=["resume"])
     def resume_imports(self, request, queryset):
-        failed = list(queryset.filter(status=ImportStatus.FAILED).values_list("pk", flat=True))
-        for import_id in failed:
+        """Failed imports, and ones whose run died (a killed worker) without waiting for the stalled-import job.
+        Resuming carries on after the last committed batch; an import still running is not harmed."""
+        unfinished = list(queryset.exclude(status=ImportStatus.DONE).values_list("pk", flat=True))
+        for import_id in unfinished:
             key_import_resume(import_id=import_id)
-        self.message_user(request, f"{len(failed)} import(s) resumed.")
+        self.message_user(request, f"{len(unfinished)} import(s) resumed after their last committed batch.")
+        if len(unfinished) < queryset.count():
+            self.message_user(request, "Finished imports were left alone.", messages.WARNING)
 
     def has_resume_permission(self, request):
         return request.user.has_perm("fulfillment.add_licensekey")

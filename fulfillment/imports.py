@@ -7,11 +7,17 @@ keys, writes their audit rows and advances the import's report, so the progress 
 that dies resumes after the last committed batch. Duplicates are found by fingerprint (an HMAC), never by
 decrypting the pool, and the (product, fingerprint) unique constraint is the last guard when two imports
 overlap: only rows this run really inserted count as added.
+
+A run beats a heartbeat at every batch. One that died without a word (its worker SIGKILLed, its task lost
+with Redis) leaves the import unfinished with an old heartbeat; beat's resume_stalled_key_imports starts it
+again after KEY_IMPORT_STALL_AFTER, and staff can resume it from admin at once. Resuming is always safe: it
+carries on after the last committed batch, and a run that finds another ahead of it stops.
 """
 
 import codecs
 import contextlib
 import csv
+import errno
 import logging
 import re
 import secrets
@@ -23,6 +29,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import OperationalError, connection, transaction
+from django.db.models.functions import Coalesce
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
@@ -169,17 +176,42 @@ def key_import_create(
 
     key_import = KeyImport(product=product, delimiter=delimiter, created_by=actor, total_lines=total_lines)
     source.seek(0)
-    key_import.source.save(f"product-{product.pk}-{secrets.token_hex(8)}{extension}", source, save=False)
+    _store_source(key_import, source, name=f"product-{product.pk}-{secrets.token_hex(8)}{extension}")
     try:
         with transaction.atomic():
             key_import.save()
             import_id = key_import.pk
-            transaction.on_commit(lambda: run_key_import.delay(import_id))
+            # robust: with the broker away the upload still succeeds; the stalled-import job enqueues it later
+            transaction.on_commit(lambda: run_key_import.delay(import_id), robust=True)
     except BaseException:
         default_storage.delete(key_import.source.name)
         raise
     logger.info("%s uploaded key import %s for product %s (%d lines)", actor, key_import.pk, product.pk, total_lines)
     return key_import
+
+
+STORAGE_FULL_MESSAGE = (
+    "The file could not be stored: the shop's storage is full. Nothing was imported. "
+    "Free some space (or ask whoever runs the shop to), then upload it again."
+)
+STORAGE_FAILED_MESSAGE = "The file could not be stored ({reason}). Nothing was imported; please try again."
+
+
+def _store_source(key_import: KeyImport, source: File, *, name: str) -> None:
+    """Save the checked file for the task; if storage fails (disk full...), leave nothing behind and say so."""
+    field = key_import.source
+    target = field.field.generate_filename(key_import, name)
+    try:
+        field.save(name, source, save=False)
+    except OSError as exc:
+        # a half-written file holds keys in clear: remove it (the name is ours, random, and was free)
+        with contextlib.suppress(OSError):
+            if field.storage.exists(target):
+                field.storage.delete(target)
+        logger.warning("key import for product %s not stored: %s", key_import.product_id, exc.strerror or exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise KeyImportRejected(STORAGE_FULL_MESSAGE) from exc
+        raise KeyImportRejected(STORAGE_FAILED_MESSAGE.format(reason=exc.strerror or type(exc).__name__)) from exc
 
 
 @dataclass
@@ -213,7 +245,7 @@ def key_import_run(*, import_id: int) -> KeyImport | None:
     if key_import.status == ImportStatus.DONE:
         return key_import
     KeyImport.objects.filter(pk=import_id).exclude(status=ImportStatus.DONE).update(
-        status=ImportStatus.RUNNING, error=""
+        status=ImportStatus.RUNNING, error="", heartbeat_at=timezone.now()
     )
     try:
         _run_batches(key_import)
@@ -232,8 +264,37 @@ def key_import_run(*, import_id: int) -> KeyImport | None:
 
 
 def key_import_resume(*, import_id: int) -> None:
-    """Enqueue an import again (after it failed); it carries on after its last committed batch."""
+    """Enqueue an unfinished import again (it failed, or its run died); it carries on after its last committed
+    batch. Safe even if a run is still alive: whichever commits first goes on, the other stops."""
     transaction.on_commit(lambda: run_key_import.delay(import_id))
+
+
+def key_imports_resume_stalled(*, now=None) -> list[int]:
+    """Resume imports waiting or running with no heartbeat for KEY_IMPORT_STALL_AFTER: their task was lost or
+    their worker died mid-run. Each is stamped as it is enqueued, so it is not enqueued again before its new run
+    had time to beat. Returns the imports resumed."""
+    now = now or timezone.now()
+    stalled = (
+        KeyImport.objects.filter(status__in=[ImportStatus.PENDING, ImportStatus.RUNNING])
+        .annotate(last_sign=Coalesce("heartbeat_at", "created_at"))
+        .filter(last_sign__lt=now - settings.KEY_IMPORT_STALL_AFTER)
+    )
+    resumed = []
+    for key_import in stalled.only("pk", "processed_lines", "heartbeat_at"):
+        with transaction.atomic():
+            if not KeyImport.objects.filter(pk=key_import.pk, heartbeat_at=key_import.heartbeat_at).update(
+                heartbeat_at=now
+            ):
+                continue  # beat again meanwhile: alive after all
+            key_import_resume(import_id=key_import.pk)
+        logger.warning(
+            "key import %s stalled after line %d (no heartbeat since %s): resumed",
+            key_import.pk,
+            key_import.processed_lines,
+            key_import.last_sign,
+        )
+        resumed.append(key_import.pk)
+    return resumed
 
 
 def _run_batches(key_import: KeyImport) -> None:
@@ -247,6 +308,8 @@ def _run_batches(key_import: KeyImport) -> None:
             if number <= resume_after:  # committed by an earlier run: only remember its keys
                 if key and len(key) <= MAX_KEY_LENGTH:
                     seen.add(bytes.fromhex(fingerprint_secret(key)[:32]))
+                if number % BATCH_LINES == 0:
+                    _heartbeat(key_import)  # re-reading a long committed part: still alive
                 continue
             batch.lines += 1
             if not key:
@@ -292,9 +355,14 @@ def _commit_batch(key_import: KeyImport, batch: _Batch) -> None:
         locked.duplicates_existing += len(batch.keys) - added
         locked.blank += batch.blank
         locked.too_long += batch.too_long
-        locked.save(update_fields=_REPORT_FIELDS)
+        locked.heartbeat_at = timezone.now()
+        locked.save(update_fields=[*_REPORT_FIELDS, "heartbeat_at"])
     for name in _REPORT_FIELDS:
         setattr(key_import, name, getattr(locked, name))
+
+
+def _heartbeat(key_import: KeyImport) -> None:
+    KeyImport.objects.filter(pk=key_import.pk, status=ImportStatus.RUNNING).update(heartbeat_at=timezone.now())
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,9 @@ class KeyImport(models.Model):
     too_long = models.PositiveIntegerField(default=0)
     error = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when a run starts and at every committed batch: an unfinished import whose heartbeat is old lost its
+    # run (a worker killed, a task lost with Redis) and is resumed by the beat job resume_stalled_key_imports.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core import signing
+from django.core.files import File
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -20,6 +21,14 @@ logger = logging.getLogger(__name__)
 
 DELIVERABLE_STATUSES = (OrderStatus.PAID, OrderStatus.AWAITING_STOCK)
 _DOWNLOAD_SALT = "fulfillment.download"
+# What opening a stored file raises when it is missing or the storage cannot be reached (a folder, or S3).
+STORAGE_ERRORS: tuple[type[Exception], ...] = (OSError,)
+try:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    STORAGE_ERRORS += (BotoCoreError, ClientError)
+except ImportError:  # no S3 support installed
+    pass
 
 
 def _deliver_line(line: OrderLine, now) -> None:
@@ -180,16 +189,32 @@ def download_resolve(*, token: str) -> OrderLine:
     return line
 
 
-def download_start(*, token: str, ip: str | None, user_agent: str) -> OrderLine:
-    """Count one download against the product's maximum and log it; raises DownloadUnavailable."""
+def download_start(*, token: str, ip: str | None, user_agent: str) -> tuple[OrderLine, File]:
+    """Open the line's file, then count one download against the product's maximum and log it.
+
+    Returns the line and its open file (the response streams and closes it). Raises DownloadUnavailable;
+    a file that cannot be opened (missing from storage, storage unreachable) is 503 "file_unavailable", logged
+    for staff with the order, and uses up none of the shopper's downloads.
+    """
     line = download_resolve(token=token)
+    try:
+        handle = line.product.download_file.open("rb")
+    except STORAGE_ERRORS as exc:
+        logger.error(
+            "order %s: the file of download product %s cannot be opened (%s); nothing was counted",
+            line.order.number,
+            line.product_id,
+            type(exc).__name__,
+        )
+        raise DownloadUnavailable(503, "file_unavailable") from None
     counted = OrderLine.objects.filter(pk=line.pk, download_count__lt=line.product.download_max).update(
         download_count=F("download_count") + 1
     )
     if not counted:
+        handle.close()
         raise DownloadUnavailable(410, "limit")
     delivery_record_access(line=line, kind="download", ip=ip, user_agent=user_agent)
-    return line
+    return line, handle
 
 
 def order_resend_delivery_email(*, order: Order, actor: str) -> None:

@@ -6,7 +6,7 @@ from django.db import OperationalError
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from fulfillment.imports import run_key_import  # noqa: F401  (registers the import task)
+from fulfillment.imports import key_imports_resume_stalled, run_key_import  # noqa: F401  (registers the task)
 from fulfillment.models import KeyStatus, LicenseKey
 from orders.models import Order, OrderStatus
 
@@ -49,6 +49,12 @@ def sweep_undelivered_orders() -> int:
     if ids:
         logger.info("sweeper re-enqueued delivery for %d orders", len(ids))
     return len(ids)
+
+
+@shared_task
+def resume_stalled_key_imports() -> int:
+    """Beat job: start again the key imports whose run died without a word (worker killed, task lost)."""
+    return len(key_imports_resume_stalled())
 
 
 @shared_task

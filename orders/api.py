@@ -1,11 +1,11 @@
 """Cart, checkout and order status for a headless front end."""
 
 from django.conf import settings
+from django.urls import reverse
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -29,6 +29,7 @@ from payments.services import (
 )
 from storefront.api_errors import ApiError, error_responses
 from storefront.device import device_fingerprint
+from storefront.parsers import JSONParser
 from storefront.ratelimit import RATE_LIMITED_MESSAGE, client_ip, client_rate_limited
 
 
@@ -337,7 +338,10 @@ class OrderPayApi(APIView):
             raise ApiError("payment_blocked", str(MESSAGES["payment_blocked"]), status.HTTP_403_FORBIDDEN) from None
         except OrderNotPayable:
             raise ApiError(
-                "order_not_payable", _("This order can no longer be paid."), status.HTTP_409_CONFLICT
+                "order_not_payable",
+                _("This order can no longer be paid."),
+                status.HTTP_409_CONFLICT,
+                order_url=reverse("order-detail", kwargs={"token": order.token}),
             ) from None
         except PaymentDeclined as exc:
             raise ApiError("payment_declined", str(exc), status.HTTP_402_PAYMENT_REQUIRED) from None
@@ -372,6 +376,10 @@ class RevealResultSerializer(serializers.Serializer):
 
 class OrderRevealApi(APIView):
     """A line's keys in clear. Every call is logged (time, IP, user agent) as dispute evidence."""
+
+    # JSON only: an HTML form on another site can post urlencoded, multipart or text/plain bodies without a CORS
+    # preflight, and with a leaked token would reveal the keys in the shopper's name. Those get a 415.
+    parser_classes = [JSONParser]
 
     @extend_schema(
         request=RevealRequestSerializer,

@@ -1,11 +1,15 @@
 """Reconciliation: ask each provider what happened, and apply what never reached us.
 
-A beat job (payments.tasks.reconcile_payments) runs this per channel. It
+A beat job (payments.tasks.reconcile_payments, every 5 minutes) runs this per channel. It
 1. asks for the state of our payments still pending (older than RECONCILE_MIN_AGE, so a webhook in
    flight gets its chance): one that succeeded is applied exactly as its webhook would have been, then
    fulfilled; a PayPal order approved but never captured is captured first;
 2. asks for the provider's recent successful payments and applies any we do not have as succeeded;
 3. retries refunds left pending (the provider did not answer), with their own idempotency keys.
+A lighter pass (payments.tasks.reconcile_recent_payments, every minute) does step 1 alone for payments
+opened in the last RECONCILE_RECENT_WINDOW: a payment that succeeded while the shop could not take its
+webhook (PostgreSQL restarting, the webhook answered 503) is applied within a minute of the shop's return,
+not when the provider next retries. It keeps a run row only when it put something right or met an error.
 Webhook and reconciliation race safely: both end in payment_apply_snapshot under the order's row lock.
 Amount or currency mismatches are held for staff by order_mark_paid and counted here.
 """
@@ -29,13 +33,21 @@ logger = logging.getLogger(__name__)
 ACTOR = "reconciliation"
 
 
-def reconcile_channel(*, channel: PaymentChannel, min_age: timedelta | None = None) -> ReconciliationRun:
-    """One reconciliation pass over a channel. Safe to run at any time, any number of times."""
+def reconcile_channel(
+    *, channel: PaymentChannel, min_age: timedelta | None = None, recent_only: bool = False
+) -> ReconciliationRun:
+    """One reconciliation pass over a channel. Safe to run at any time, any number of times.
+
+    `recent_only`: the every-minute pass, over payments opened in the last RECONCILE_RECENT_WINDOW only,
+    without the provider's listing or the refund retries; its run is saved only if it found something.
+    """
     min_age = settings.RECONCILE_MIN_AGE if min_age is None else min_age
     now = timezone.now()
-    run = ReconciliationRun.objects.create(channel=channel)
+    run = ReconciliationRun(channel=channel)
+    if not recent_only:
+        run.save()
     provider = provider_for_channel(channel)
-    since = now - settings.RECONCILE_LOOKBACK
+    since = now - (settings.RECONCILE_RECENT_WINDOW if recent_only else settings.RECONCILE_LOOKBACK)
     pending = Payment.objects.filter(
         channel=channel, status__in=REUSABLE, created_at__gte=since, created_at__lte=now - min_age
     ).select_related("order")
@@ -52,6 +64,12 @@ def reconcile_channel(*, channel: PaymentChannel, min_age: timedelta | None = No
             run.notes.append(f"{payment.provider_ref}: {type(exc).__name__}")
             continue
         _apply(run, snapshot, payment)
+    if recent_only:
+        run.finished_at = timezone.now()
+        if run.applied or run.mismatches or run.errors:
+            run.save()
+            _log(run)
+        return run
     try:
         with provider_call(channel=channel, operation="list_recent"):
             recent = provider.recent_payments(since=since)
@@ -76,15 +94,19 @@ def reconcile_channel(*, channel: PaymentChannel, min_age: timedelta | None = No
     run.finished_at = timezone.now()
     run.save()
     if run.applied or run.mismatches or run.errors:
-        logger.warning(
-            "reconciliation of %s: %d checked, %d applied, %d mismatches, %d errors",
-            channel.code,
-            run.checked,
-            run.applied,
-            run.mismatches,
-            run.errors,
-        )
+        _log(run)
     return run
+
+
+def _log(run: ReconciliationRun) -> None:
+    logger.warning(
+        "reconciliation of %s: %d checked, %d applied, %d mismatches, %d errors",
+        run.channel.code,
+        run.checked,
+        run.applied,
+        run.mismatches,
+        run.errors,
+    )
 
 
 def _ours(channel: PaymentChannel, snapshot: PaymentSnapshot) -> Payment | None:
@@ -127,15 +149,15 @@ def _retry_pending_refunds(run: ReconciliationRun, channel: PaymentChannel, *, o
             run.notes.append(f"refund {refund.pk}: {type(exc).__name__}")
 
 
-def reconcile_all(*, min_age: timedelta | None = None) -> list[ReconciliationRun]:
-    """Every enabled channel, and any disabled one that still has payments in flight."""
+def reconcile_all(*, min_age: timedelta | None = None, recent_only: bool = False) -> list[ReconciliationRun]:
+    """Every enabled channel, and any disabled one that still has payments in flight (see reconcile_channel)."""
     runs = []
     in_flight = Payment.objects.filter(status__in=REUSABLE).values("channel_id")
     for channel in PaymentChannel.objects.filter(Q(enabled=True) | Q(pk__in=in_flight)).order_by("priority"):
         if channel.missing_credentials():
             continue
         try:
-            runs.append(reconcile_channel(channel=channel, min_age=min_age))
+            runs.append(reconcile_channel(channel=channel, min_age=min_age, recent_only=recent_only))
         except PaymentError as exc:
             logger.warning("reconciliation of %s could not start: %s", channel.code, exc)
     return runs

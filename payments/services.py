@@ -6,12 +6,15 @@ view once: whichever arrives first acts, the others find nothing left to do.
 """
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from fulfillment.keys import keys_reserve_for_order
 from orders.models import Order, OrderEvent, OrderStatus
@@ -62,7 +65,18 @@ def payment_channel_for(payment: Payment) -> PaymentChannel:
     return PaymentChannel.objects.get(code=payment.provider)
 
 
+@dataclass(frozen=True)
+class PaymentStart:
+    payment: Payment
+    failed_channels: tuple[PaymentChannel, ...] = ()  # ranked above `payment`'s and failing just now
+
+
 def payment_start_for_order(*, order: Order, channel: PaymentChannel | None = None) -> Payment:
+    """The order's open payment (see `payment_open_for_order`)."""
+    return payment_open_for_order(order=order, channel=channel).payment
+
+
+def payment_open_for_order(*, order: Order, channel: PaymentChannel | None = None) -> PaymentStart:
     """Reserve the order's keys and return its open payment, on `channel` or the best channel that answers.
 
     Channels are tried in the router's order; one that fails to create the payment (refused, timed out,
@@ -87,21 +101,24 @@ def payment_start_for_order(*, order: Order, channel: PaymentChannel | None = No
         existing = open_payments.get(offer.channel.pk)
         if existing is not None:
             keys_reserve_for_order(order=order)  # extends the hold while the shopper is paying
-            return existing
+            return PaymentStart(payment=existing)
     screening = risk_check_before_payment(order=order)
     if screening.decision == RiskDecision.DECLINE:
         raise PaymentBlocked(order.number)
     if not keys_reserve_for_order(order=order):
         raise OrderOutOfStock(order.number)
     failure: PaymentError | None = None
+    failed: list[PaymentChannel] = []
     for offer in offers:
         try:
-            return _payment_create(order=order, offer=offer, risk=(screening.score, screening.decision))
+            payment = _payment_create(order=order, offer=offer, risk=(screening.score, screening.decision))
+            return PaymentStart(payment=payment, failed_channels=tuple(failed))
         except PaymentDeclined:
             raise
         except PaymentError as exc:
             logger.warning("order %s: channel %s could not open a payment (%s)", order.number, offer.channel.code, exc)
             failure = exc
+            failed.append(offer.channel)
     raise NoChannelAvailable("Payment is unavailable right now; please try again in a moment.") from failure
 
 
@@ -120,7 +137,9 @@ def _payment_create(*, order: Order, offer: ChannelOffer, risk: tuple[int, str])
                 metadata={"risk_score": str(risk[0]), "risk_band": risk[1]},
                 description=f"Order {order.number}",
                 return_url=settings.SITE_URL + reverse("pay-return", kwargs={"token": order.token}),
-                cancel_url=settings.SITE_URL + reverse("pay", kwargs={"token": order.token}) + "?cancelled=1",
+                cancel_url=settings.SITE_URL
+                + reverse("pay", kwargs={"token": order.token})
+                + f"?cancelled={channel.code}",
                 ship_to=_ship_to(order),
                 locale=order.locale,
             )
@@ -160,8 +179,28 @@ def payment_confirm_card(*, payment: Payment, card_token: str) -> Payment:
 
     A success is applied through the same idempotent path as the webhook, so whichever arrives first
     delivers and the other is a no-op.
+
+    A payment still waiting on a bank check (3-D Secure) that the shopper left unfinished is asked about
+    first: if it was paid meanwhile, that stands; otherwise it is retired and the card goes on a new payment.
     """
+    if payment.status == PaymentStatus.REQUIRES_ACTION:
+        payment = _payment_replace_unfinished(payment=payment)
+        if payment.status in PAID:
+            return payment
     return payment_capture(payment=payment, card_token=card_token)
+
+
+def _payment_replace_unfinished(*, payment: Payment) -> Payment:
+    channel = payment_channel_for(payment)
+    with provider_call(channel=channel, operation="fetch", order=payment.order):
+        snapshot = provider_for_channel(channel).fetch_payment(ref=payment.provider_ref)
+    if snapshot.status == PaymentStatus.REQUIRES_ACTION:
+        snapshot = replace(snapshot, status=PaymentStatus.FAILED, failure_message="The bank check was not completed.")
+    payment_apply_snapshot(provider_name=payment.provider, snapshot=snapshot, actor="shopper:new-card")
+    payment.refresh_from_db()
+    if payment.status in PAID:
+        return payment
+    return payment_start_for_order(order=Order.objects.get(pk=payment.order_id), channel=channel)
 
 
 def payment_capture(*, payment: Payment, card_token: str = "", actor: str = "") -> Payment:
@@ -176,7 +215,10 @@ def payment_capture(*, payment: Payment, card_token: str = "", actor: str = "") 
     try:
         with provider_call(channel=channel, operation="capture", order=payment.order):
             snapshot = provider.capture(
-                ref=payment.provider_ref, idempotency_key=f"capture-{payment.pk}", card_token=card_token
+                ref=payment.provider_ref,
+                # one confirmation per card: a retry of the same request replays, a new card is a new attempt
+                idempotency_key=f"capture-{payment.pk}-{card_token}" if card_token else f"capture-{payment.pk}",
+                card_token=card_token,
             )
     except PaymentDeclined:
         _record_decline(payment=payment, channel=channel, provider=provider, actor=actor)
@@ -184,6 +226,34 @@ def payment_capture(*, payment: Payment, card_token: str = "", actor: str = "") 
     payment_apply_snapshot(provider_name=payment.provider, snapshot=snapshot, actor=actor)
     payment.refresh_from_db()
     return payment
+
+
+def payment_refresh(*, payment: Payment, actor: str, min_interval: timedelta = timedelta(seconds=1)) -> Payment:
+    """Ask the provider how a payment that waits on the shopper's bank stands, and apply it (for the order page
+    the shopper lands on after 3-D Secure, before or without a webhook). At most once per `min_interval` per
+    payment; a provider that cannot be reached leaves the payment as it was."""
+    if payment.status != PaymentStatus.REQUIRES_ACTION or not _first_ask_within(payment, min_interval):
+        return payment
+    if not Payment.objects.filter(pk=payment.pk, updated_at=payment.updated_at).update(updated_at=timezone.now()):
+        return payment  # another request is asking right now
+    channel = payment_channel_for(payment)
+    try:
+        with provider_call(channel=channel, operation="fetch", order=payment.order):
+            snapshot = provider_for_channel(channel).fetch_payment(ref=payment.provider_ref)
+    except PaymentError:
+        return payment
+    payment_apply_snapshot(provider_name=payment.provider, snapshot=snapshot, actor=actor)
+    payment.refresh_from_db()
+    return payment
+
+
+def _first_ask_within(payment: Payment, interval: timedelta) -> bool:
+    """Whether nobody asked about this payment within `interval` (a page reloaded in a loop must not hammer the
+    provider and open its breaker for every shopper). The cache counts; without it, the payment's own clock."""
+    try:
+        return cache.add(f"payment-refresh:{payment.pk}", 1, timeout=max(1, round(interval.total_seconds())))
+    except RedisError:
+        return payment.updated_at <= timezone.now() - interval
 
 
 def _record_decline(*, payment: Payment, channel: PaymentChannel, provider: PaymentProvider, actor: str) -> None:

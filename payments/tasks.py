@@ -17,6 +17,16 @@ def reconcile_payments() -> dict:
     return {run.channel.code: {"checked": run.checked, "applied": run.applied, "errors": run.errors} for run in runs}
 
 
+@shared_task(autoretry_for=(OperationalError,), retry_backoff=True, max_retries=3)
+def reconcile_recent_payments() -> dict:
+    """Beat job, every minute: payments opened lately that succeeded without their webhook reaching us (the
+    database was away, the webhook answered 503) are applied now, not at the provider's next retry."""
+    from payments.reconcile import reconcile_all
+
+    runs = reconcile_all(recent_only=True)
+    return {run.channel.code: {"checked": run.checked, "applied": run.applied, "errors": run.errors} for run in runs}
+
+
 @shared_task(bind=True, max_retries=12, acks_late=True)
 def refund_duplicate_payment(self, payment_id: int) -> str:
     """Give back a second payment for an order that was already paid (or cancelled). Idempotent."""

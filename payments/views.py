@@ -11,29 +11,42 @@ from payments.services import webhook_process
 logger = logging.getLogger(__name__)
 
 MAX_WEBHOOK_BYTES = 512 * 1024
+# One answer for every notification that fails verification or cannot be read: what failed (a certificate
+# host that refused or timed out, a bad signature, an unreadable body) is for the log, not for the sender.
+REFUSED = {"code": "invalid_webhook", "message": "The notification could not be verified."}
+
+
+def _error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
 
 
 @csrf_exempt
 @require_POST
 def channel_webhook(request, code: str):
-    """A channel's notifications. Unverified or oversized bodies get 400 and change nothing.
+    """A channel's notifications. Unverified, unreadable or oversized bodies get 400 and change nothing.
 
     A channel that is disabled still hears about its payments in flight; one that cannot be used (its
     credentials are missing) answers 503, so the provider delivers again later.
     """
     channel = PaymentChannel.objects.filter(code=code).first()
     if channel is None:
-        return JsonResponse({"error": {"code": "unknown_channel"}}, status=404)
-    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_WEBHOOK_BYTES:
-        return JsonResponse({"error": {"code": "payload_too_large"}}, status=400)
+        return _error(404, "unknown_channel", "No such payment channel.")
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = MAX_WEBHOOK_BYTES + 1
+    if length > MAX_WEBHOOK_BYTES:
+        return _error(400, "payload_too_large", "The notification is too large.")
     try:
         outcome = webhook_process(channel=channel, payload=request.body, headers=dict(request.headers))
     except WebhookRejected as exc:
         logger.warning("%s webhook rejected: %s", channel.code, exc)
-        return JsonResponse({"error": {"code": "invalid_webhook", "message": str(exc)}}, status=400)
+        response = JsonResponse({"error": REFUSED}, status=400)
+        response._has_been_logged = True  # the line above says why; Django's "Bad Request" line would add nothing
+        return response
     except PaymentError as exc:
         logger.warning("%s webhook not processed: %s", channel.code, type(exc).__name__)
-        return JsonResponse({"error": {"code": "unavailable"}}, status=503)
+        return _error(503, "unavailable", "Please deliver this notification again later.")
     return JsonResponse({"received": True, "outcome": outcome})
 
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import redis
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import CharField, Count, ExpressionWrapper, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
@@ -74,6 +74,18 @@ def velocity_record(*, metric: str, ids: dict[str, str], member: str, at: float 
 
 
 Request = tuple[str, str, str, int]  # metric, identifier kind, identifier value, window seconds
+
+
+def _declined_card() -> ExpressionWrapper:
+    """A failed attempt's card fingerprint, data->>'card', compared as plain text on every database.
+
+    A bare KeyTextTransform keeps the JSON lookups of KeyTransform: on SQLite (the demo) `card=""` or
+    `card__in=[...]` compares with JSON_EXTRACT('<value>', '$'), which raises "malformed JSON" for any value
+    that is not JSON text, so one declined card broke every pay page for the whole velocity window.
+    Wrapped, the lookups are those of a text column; PostgreSQL still sees data->>'card', the expression of
+    the orderevent_failed_card partial index.
+    """
+    return ExpressionWrapper(KeyTextTransform("card", "data"), output_field=CharField())
 
 
 def velocity_counts_many(requests: list[Request]) -> tuple[dict[Request, int], str]:
@@ -142,7 +154,7 @@ def _failed_payment_counts(wanted: list[Request], since: dict, earliest) -> dict
     cards = [r for r in wanted if r[1] == "card"]
     if cards:  # the (data->>'card', created_at) partial index
         rows = (
-            failed.annotate(card=KeyTextTransform("card", "data"))
+            failed.annotate(card=_declined_card())
             .filter(card__in=[r[2] for r in cards])
             .aggregate(
                 **{f"n{i}": Count("pk", filter=Q(card=r[2], created_at__gte=since[r])) for i, r in enumerate(cards)}
@@ -177,7 +189,7 @@ def _distinct_card_counts(wanted: list[Request], since: dict, earliest, by_ident
         OrderEvent.objects.filter(
             order__in=Order.objects.filter(by_identifier), type="payment_failed", created_at__gte=earliest
         )
-        .annotate(card=KeyTextTransform("card", "data"))
+        .annotate(card=_declined_card())
         .exclude(card="")
         .exclude(card__isnull=True)
         .values("card", "created_at", *(f"order__{f}" for f in fields))

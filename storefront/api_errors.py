@@ -14,6 +14,9 @@ class ApiErrorBodySerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable and machine-readable, e.g. product_not_found, invalid.")
     message = serializers.CharField(help_text="For the shopper, in the request's language.")
     fields = serializers.DictField(required=False, help_text="With code 'invalid': the errors of each field.")
+    order_url = serializers.CharField(
+        required=False, help_text="With code 'order_not_payable': the order's page, where the shopper sees it."
+    )
 
 
 class ApiErrorSerializer(serializers.Serializer):
@@ -26,10 +29,11 @@ def error_responses(*statuses: int) -> dict:
 
 
 class ApiError(exceptions.APIException):
-    def __init__(self, code: str, message: str, http_status: int = status.HTTP_400_BAD_REQUEST):
+    def __init__(self, code: str, message: str, http_status: int = status.HTTP_400_BAD_REQUEST, **extra: str):
         super().__init__(detail=message, code=code)
         self.status_code = http_status
         self.error_code = code
+        self.extra = extra  # more for the client to act on, beside code and message (e.g. order_url)
 
 
 def exception_handler(exc, context):
@@ -41,7 +45,7 @@ def exception_handler(exc, context):
     if isinstance(exc, Http404):
         body = {"code": "not_found", "message": _("Not found.")}
     elif isinstance(exc, ApiError):
-        body = {"code": exc.error_code, "message": str(exc.detail)}
+        body = {"code": exc.error_code, "message": str(exc.detail), **exc.extra}
     elif isinstance(exc, exceptions.ValidationError):
         body = {"code": "invalid", "message": _("Some fields are invalid."), "fields": response.data}
     else:

@@ -1,26 +1,45 @@
-"""Fixed-window rate limits in the cache (Redis in production)."""
+"""Fixed-window rate limits in the cache (Redis in production).
+
+Redis away, the limits fail open to the web process: each process counts in its own memory until the cache
+answers again (storefront.outages' breaker, one warning per outage). Shoppers keep buying and looking up
+orders, and a login flood is still stopped, per process, rather than let through or answered 500.
+"""
 
 import time
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.cache.backends.locmem import LocMemCache
 from django.utils.translation import gettext_lazy as _
+
+from storefront.outages import CACHE_ERRORS, cache_breaker
 
 # The one message every refused attempt shows (web pages, login, the API's error envelope).
 RATE_LIMITED_MESSAGE = _("Too many attempts. Please try again later.")
 HOUR = 3600
+# Where attempts are counted while the cache is unreachable: this process's memory.
+_local_counts = LocMemCache("storefront-ratelimit-fallback", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
 
 
 def rate_limit_hit(*, scope: str, key: str, limit: int, window_seconds: int) -> bool:
     """Count one attempt; True when the caller is over `limit` in the current window."""
     window = int(time.time() // window_seconds)
     cache_key = f"{settings.RATE_LIMIT_PREFIX}:{scope}:{key}:{window}"
-    if cache.add(cache_key, 1, timeout=window_seconds + 5):
+    if cache_breaker.available():
+        try:
+            return _count(cache, cache_key, limit=limit, timeout=window_seconds + 5)
+        except CACHE_ERRORS as exc:
+            cache_breaker.trip(exc, doing=f"counting {scope} attempts")
+    return _count(_local_counts, cache_key, limit=limit, timeout=window_seconds + 5)
+
+
+def _count(store, cache_key: str, *, limit: int, timeout: int) -> bool:
+    if store.add(cache_key, 1, timeout=timeout):
         return limit < 1
     try:
-        return cache.incr(cache_key) > limit
+        return store.incr(cache_key) > limit
     except ValueError:
-        cache.set(cache_key, 1, timeout=window_seconds + 5)
+        store.set(cache_key, 1, timeout=timeout)
         return limit < 1
 
 

@@ -1,9 +1,9 @@
-"""Settings, all from the environment.
+"""Production settings, all from the environment. They fail closed.
 
-With no variables set the shop runs as a self-contained demo: SQLite, Celery eager,
-emails to the console and Stripe pointed at a localstripe on 127.0.0.1:8420.
-Set DEBUG=0 plus DATABASE_URL, REDIS_URL, STRIPE_* and EMAIL_URL for production;
-then SECRET_KEY and KEY_ENCRYPTION_KEYS are required and start-up fails without them.
+DEBUG is off unless the environment says DEBUG=1. Whatever DEBUG says, SECRET_KEY, KEY_ENCRYPTION_KEYS,
+KEY_FINGERPRINT_SECRET and STRIPE_WEBHOOK_SECRET must be set: this module invents no secret. With DEBUG off,
+DATABASE_URL and REDIS_URL must be set too: no quiet SQLite file, no Celery running eagerly in the web process.
+The demo (storefront.settings_demo) and the test suite (storefront.settings_test) set all of that themselves.
 """
 
 from datetime import timedelta
@@ -20,27 +20,23 @@ env = environ.Env()
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env")
 
-DEBUG = env.bool("DEBUG", default=True)
-
-# Development-only fallbacks. They are refused when DEBUG is off.
-_DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"
-_DEV_KEY_ENCRYPTION_KEY = "ZGV2LW9ubHkta2V5LWVuY3J5cHRpb24ta2V5LTMyYiE="
-_DEV_FINGERPRINT_SECRET = "dev-only-key-fingerprint-secret"
+DEBUG = env.bool("DEBUG", default=False)
+_SEE = "see README.md, 'Running it for real'; for a shop on this machine run `make demo`"
 
 
-def _secret(name: str, dev_default: str) -> str:
+def _required(name: str, what: str) -> str:
+    """The variable's value; start-up stops with a message naming it when it is unset or empty."""
     value = env.str(name, default="")
     if value:
         return value
-    if DEBUG:
-        return dev_default
-    raise ImproperlyConfigured(f"{name} must be set when DEBUG is off (see README.md, 'Running it for real').")
+    when = "when DEBUG is off" if not DEBUG else "(storefront.settings has no development default)"
+    raise ImproperlyConfigured(f"{name} must be set {when}: {what} ({_SEE}).")
 
 
-SECRET_KEY = _secret("SECRET_KEY", _DEV_SECRET_KEY)
+SECRET_KEY = _required("SECRET_KEY", "Django's signing key")
 # Comma-separated Fernet keys; the first encrypts, all decrypt (rotation).
 KEY_ENCRYPTION_KEYS = [
-    k.strip() for k in _secret("KEY_ENCRYPTION_KEYS", _DEV_KEY_ENCRYPTION_KEY).split(",") if k.strip()
+    k.strip() for k in _required("KEY_ENCRYPTION_KEYS", "the keys that encrypt license keys").split(",") if k.strip()
 ]
 try:
     from cryptography.fernet import Fernet
@@ -52,7 +48,13 @@ except ValueError as _exc:
         "KEY_ENCRYPTION_KEYS must be comma-separated Fernet keys (32 url-safe base64-encoded bytes each)."
     ) from _exc
 # HMAC secret for license-key fingerprints (duplicate detection without decrypting).
-KEY_FINGERPRINT_SECRET = _secret("KEY_FINGERPRINT_SECRET", _DEV_FINGERPRINT_SECRET)
+KEY_FINGERPRINT_SECRET = _required("KEY_FINGERPRINT_SECRET", "the HMAC secret of license-key fingerprints")
+STRIPE_WEBHOOK_SECRET = _required("STRIPE_WEBHOOK_SECRET", "the signing secret of the Stripe webhook endpoint")
+if not DEBUG:
+    # Production runs on PostgreSQL and a Celery worker fed through Redis. Without these the shop would fall back
+    # to a SQLite file in the code folder and run every task inside the web request, and nobody would notice.
+    _required("DATABASE_URL", "the production database, e.g. postgres://user:pass@host:5432/storefront")
+    _required("REDIS_URL", "the Celery broker and cache, e.g. redis://host:6379/0")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -90,6 +92,7 @@ MIDDLEWARE = [
     "storefront.device.DeviceIdMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "storefront.security.LoginRateLimitMiddleware",
+    "storefront.outages.OutageMiddleware",  # last: PostgreSQL or the broker unreachable -> 503, never 500
 ]
 
 ROOT_URLCONF = "storefront.urls"
@@ -109,7 +112,15 @@ TEMPLATES = [
                 "storefront.context_processors.cart_summary",
             ],
         },
-    }
+    },
+    {
+        # Plain-text emails: nothing is HTML-escaped ("Help > Activate" stays as written).
+        "NAME": "text",
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates" / "emails"],
+        "APP_DIRS": False,
+        "OPTIONS": {"autoescape": False},
+    },
 ]
 
 DATABASES = {
@@ -123,11 +134,19 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # A hung Redis costs one short wait, then storefront.outages' breaker goes on without it.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5, "health_check_interval": 30},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db" if REDIS_URL else "django.contrib.sessions.backends.db"
+# cached_db that reads and writes the database alone while Redis is away (storefront.sessions)
+SESSION_ENGINE = "storefront.sessions" if REDIS_URL else "django.contrib.sessions.backends.db"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 
@@ -185,6 +204,8 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="shop@example.com")
 
 # Celery: eager (in-process) unless a Redis broker is configured.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+# kombu's Redis transport with a fix that keeps the worker alive when Redis dies under load (storefront.celery)
+CELERY_BROKER_TRANSPORT = "storefront.celery:RedisTransport" if REDIS_URL else None
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = False
@@ -195,11 +216,37 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 120
 CELERY_TASK_SOFT_TIME_LIMIT = 90
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
+# Broker outages (Redis restarted, killed, or unreachable): the worker and beat wait for it as long as it takes
+# and carry on, never exit. Whatever a lost task left undone, the sweepers in the schedule below finish.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True  # a worker started before Redis waits for it
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # default 100: after that the worker would exit for good
+# A task running when the connection drops finishes (every task here is idempotent and acks late), rather
+# than being killed mid-way: a half-done key import would otherwise restart from its last batch.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 600,
+    # A Redis that vanished without closing the socket (host down, network cut) is noticed in seconds,
+    # not after TCP's two hours; kombu's BRPOP waits 1 s, far below the read timeout.
+    "socket_connect_timeout": 2,
+    "socket_timeout": 10,
+    "socket_keepalive": True,
+    "health_check_interval": 25,
+}
+# Sending a task with Redis away fails fast (the web answers; the sweepers enqueue it again later).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# The sweeper finishes what a lost task, a killed worker or a Redis outage left undelivered (bench: seconds).
+FULFILMENT_SWEEP_EVERY = timedelta(seconds=env.int("FULFILMENT_SWEEP_EVERY_SECONDS", default=60))
+# A key import whose run has not committed a batch for this long lost its worker; it is resumed.
+KEY_IMPORT_STALL_AFTER = timedelta(minutes=env.int("KEY_IMPORT_STALL_AFTER_MINUTES", default=3))
 CELERY_BEAT_SCHEDULE = {
     "sweep-undelivered-orders": {
         "task": "fulfillment.tasks.sweep_undelivered_orders",
-        "schedule": timedelta(minutes=1),
+        "schedule": FULFILMENT_SWEEP_EVERY,
+    },
+    "resume-stalled-key-imports": {
+        "task": "fulfillment.tasks.resume_stalled_key_imports",
+        "schedule": FULFILMENT_SWEEP_EVERY,
     },
     "release-expired-reservations": {
         "task": "fulfillment.tasks.release_expired_reservations",
@@ -221,14 +268,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "payments.tasks.reconcile_payments",
         "schedule": timedelta(minutes=5),
     },
+    # A payment whose webhook could not be taken (PostgreSQL away) is applied within a minute of its return.
+    # Runs that could not start in time (worker or Redis away) are dropped rather than piled up.
+    "reconcile-recent-payments": {
+        "task": "payments.tasks.reconcile_recent_payments",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 50},
+    },
 }
 
-# Payments. With no STRIPE_SECRET_KEY the shop talks to a localstripe on 127.0.0.1.
+# Payments. With DEBUG on and no STRIPE_SECRET_KEY the shop talks to a localstripe on 127.0.0.1; with DEBUG off
+# it always talks to Stripe itself (STRIPE_API_BASE points it elsewhere on purpose only).
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="sk_test_localstripe")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="pk_test_localstripe")
-STRIPE_WEBHOOK_SECRET = _secret("STRIPE_WEBHOOK_SECRET", "whsec_localstripe_demo")
 STRIPE_API_BASE = env.str(
-    "STRIPE_API_BASE", default="" if env.str("STRIPE_SECRET_KEY", default="") else "http://127.0.0.1:8420"
+    "STRIPE_API_BASE",
+    default="" if env.str("STRIPE_SECRET_KEY", default="") or not DEBUG else "http://127.0.0.1:8420",
 )
 STRIPE_JS_URL = env.str(
     "STRIPE_JS_URL",
@@ -249,9 +304,11 @@ PAYPAL_CERT_HOSTS = env.list(
 PAYPAL_CERT_NAME = env.str("PAYPAL_CERT_NAME", default="messageverificationcerts.paypal.com")
 PAYPAL_CERT_TRUST = env.str("PAYPAL_CERT_TRUST", default="")  # a PEM bundle; empty: certifi's roots
 PAYPAL_CERT_ALLOW_HTTP = False  # only the test suite's own certificate server speaks http
-# Reconciliation: how far back each run looks, and how old a pending payment must be before it is checked.
+# Reconciliation: how far back each run looks (the 5-minute pass, and the every-minute pass over recent
+# payments), and how old a pending payment must be before it is checked (its webhook gets that long first).
 RECONCILE_LOOKBACK = timedelta(hours=env.int("RECONCILE_LOOKBACK_HOURS", default=48))
-RECONCILE_MIN_AGE = timedelta(seconds=env.int("RECONCILE_MIN_AGE_SECONDS", default=120))
+RECONCILE_RECENT_WINDOW = timedelta(minutes=env.int("RECONCILE_RECENT_WINDOW_MINUTES", default=30))
+RECONCILE_MIN_AGE = timedelta(seconds=env.int("RECONCILE_MIN_AGE_SECONDS", default=30))
 
 SHIPPING_FLAT_FEE = env.int("SHIPPING_FLAT_FEE", default=500)  # minor units, per order with physical lines
 MAX_KEY_IMPORT_BYTES = env.int("MAX_KEY_IMPORT_BYTES", default=50 * 1024 * 1024)
@@ -265,6 +322,11 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": [
+        "storefront.parsers.JSONParser",  # DRF's, refusing bodies nested too deep (a RecursionError otherwise)
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "storefront.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }

@@ -1,17 +1,29 @@
-"""Settings for the test suite: real PostgreSQL and Redis (see tests/harness.py)."""
+"""Settings for the test suite: real PostgreSQL and Redis (see tests/harness.py).
+
+storefront.settings invents nothing, so the suite states its own: DEBUG on and throwaway secrets, set here
+whatever the environment says. The database and Redis come from DATABASE_URL / REDIS_URL (the harness sets
+them), else the local servers on their standard ports.
+"""
 
 import os
 
+TEST_ENVIRONMENT = {
+    "DEBUG": "1",
+    "SECRET_KEY": "test-suite-secret-key-not-for-production-0123456789abcdef",
+    "KEY_ENCRYPTION_KEYS": "dGVzdC1zdWl0ZS1rZXktZW5jcnlwdGlvbi1rZXktMzI=",
+    "KEY_FINGERPRINT_SECRET": "test-suite-key-fingerprint-secret",
+    "STRIPE_WEBHOOK_SECRET": "whsec_test_suite_secret",
+}
+os.environ.update(TEST_ENVIRONMENT)
+os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/storefront")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
-os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 
 from storefront.settings import *  # noqa: E402,F403
 
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_EAGER_PROPAGATES = True
-STRIPE_WEBHOOK_SECRET = "whsec_test_suite_secret"
 STORAGES["default"]["OPTIONS"]["location"] = str(CACHE_DIR / "test-media")  # noqa: F405
 LOGGING["root"]["level"] = "INFO"  # noqa: F405
 # One test database per run, so concurrent runs on one server never trample each other.

@@ -26,10 +26,17 @@ from payments.providers.base import PaymentDeclined, PaymentError
 from payments.refunds import RefundNotAllowed, refund_issue, shopper_refund_check
 from payments.routing import channels_for_order
 from payments.selectors import stripe_js_url
-from payments.services import OrderOutOfStock, PaymentBlocked, payment_capture, payment_start_for_order
+from payments.services import (
+    OrderOutOfStock,
+    PaymentBlocked,
+    payment_capture,
+    payment_open_for_order,
+    payment_refresh,
+)
 from riskengine.models import RiskSettings
 from storefront.device import device_fingerprint
 from storefront.forms import CheckoutForm, OrderLookupForm
+from storefront.outages import unavailable_page
 from storefront.ratelimit import RATE_LIMITED_MESSAGE, client_ip, client_rate_limited
 
 logger = logging.getLogger(__name__)
@@ -157,9 +164,13 @@ def pay_view(request, token: str):
         return redirect("order-detail", token=token)
     offered = [offer.channel for offer in channels_for_order(order=order)]
     chosen = next((c for c in offered if c.code == request.GET.get("method")), None)
-    error, payment = "", None
+    cancelled = request.GET.get("cancelled", "")
+    if chosen is None and cancelled:  # back from a provider's page without paying: offer the best other way
+        chosen = next((c for c in offered if c.code != cancelled), None)
+    error, payment, unavailable = "", None, []
     try:
-        payment = payment_start_for_order(order=order, channel=chosen)
+        started = payment_open_for_order(order=order, channel=chosen)
+        payment, unavailable = started.payment, list(started.failed_channels)
     except OrderOutOfStock:
         error = MESSAGES["order_sold_out"]
     except PaymentBlocked:
@@ -167,8 +178,6 @@ def pay_view(request, token: str):
     except PaymentError:
         error = _("Payment is unavailable right now; please try again in a moment.")
     channel = payment.channel if payment is not None else None
-    # channels ranked above the one that answered failed just now: say so, offer what works
-    unavailable = offered[: offered.index(channel)] if channel in offered and chosen is None else []
     still_offered = [offer.channel for offer in channels_for_order(order=order)]
     context = {
         "order": order,
@@ -177,7 +186,7 @@ def pay_view(request, token: str):
         "error": error,
         "unavailable": unavailable,
         "others": [c for c in still_offered if c != channel and c not in unavailable],
-        "cancelled": request.GET.get("cancelled") == "1",
+        "cancelled": bool(cancelled),
         "declined": request.GET.get("declined") == "1",
     }
     if channel is not None and channel.provider == Provider.STRIPE:
@@ -233,10 +242,17 @@ def _order_page(request, order, *, revealed: dict[int, list[str]] | None = None,
                 "downloads_left": max(0, line.product.download_max - line.download_count),
             }
         )
+    payment_failed = ""  # the last attempt at an unpaid order failed: say why and offer another try
+    if order.status == OrderStatus.PENDING_PAYMENT:
+        last_payment = order.payments.order_by("-created_at").first()
+        if last_payment is not None and last_payment.status == PaymentStatus.FAILED:
+            payment_failed = last_payment.failure_message or _("the payment was declined.")
+    failed = bool(payment_failed)
     context = {
         "order": order,
         "lines": lines,
-        "waiting": order.status in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID),
+        "payment_failed": payment_failed,
+        "waiting": order.status in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID) and not failed,
         "has_digital": any(not item["line"].requires_shipping for item in lines),
         "review_hours": RiskSettings.current().review_deadline_hours if order.status == OrderStatus.ON_HOLD else 0,
     }
@@ -253,23 +269,45 @@ def order_detail(request, token: str):
     order = order_get_by_token(token=token)
     if order is None:
         raise Http404
-    return _order_page(request, order)
+    if order.status == OrderStatus.PENDING_PAYMENT:
+        # back from the bank's 3-D Secure check: ask the provider rather than wait for its webhook
+        waiting = order.payments.filter(status=PaymentStatus.REQUIRES_ACTION).order_by("-created_at").first()
+        if (
+            waiting is not None
+            and payment_refresh(payment=waiting, actor="shopper:order-page").status != waiting.status
+        ):
+            order = order_get_by_token(token=token)
+    revealed = {}
+    asked = request.session.pop(_reveal_session_key(order), None)  # on the reveal form just before
+    line = order.lines.filter(pk=asked).first() if asked is not None else None
+    if line is not None:  # shown once, and logged as a reveal
+        ip, user_agent = client_ip(request), request.META.get("HTTP_USER_AGENT", "")
+        revealed[line.pk] = order_reveal_keys(order=order, line=line, ip=ip, user_agent=user_agent)
+    return _order_page(request, order, revealed=revealed)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def order_reveal(request, token: str):
-    """Show a line's keys; every reveal is logged with time, IP and user agent (dispute evidence)."""
+    """Ask to see a line's keys, then go back to the order page (post/redirect/get: a refresh or a bookmark
+    never posts again). The order page shows them once, in this browser only, and logs that reveal with time,
+    IP and user agent (dispute evidence); the keys themselves are never kept in the session."""
     order = order_get_by_token(token=token)
     if order is None:
         raise Http404
+    if request.method == "GET":
+        return redirect(order_page_path(order))
     try:
         line = order.lines.get(pk=int(request.POST.get("line", "")))
     except (ValueError, OrderLine.DoesNotExist):
         raise Http404 from None
-    keys = order_reveal_keys(
-        order=order, line=line, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")
-    )
-    return _order_page(request, order, revealed={line.pk: keys})
+    request.session[_reveal_session_key(order)] = line.pk
+    response = redirect(order_page_path(order))
+    response.status_code = 303  # see other: the browser GETs the order page
+    return response
+
+
+def _reveal_session_key(order) -> str:
+    return f"reveal:{order.pk}"
 
 
 @require_http_methods(["GET", "POST"])
@@ -311,9 +349,19 @@ def order_lookup(request):
 @require_GET
 def download_view(request, token: str):
     try:
-        line = download_start(token=token, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", ""))
+        line, handle = download_start(
+            token=token, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")
+        )
     except DownloadUnavailable as exc:
+        if exc.reason == "file_unavailable":  # the shop's fault, not the link's: nothing was counted
+            return unavailable_page(
+                request,
+                title=_("This file cannot be downloaded right now"),
+                message=_(
+                    "Your downloads left are unchanged. Please try again later; if it keeps happening, "
+                    "contact us with your order number."
+                ),
+            )
         return HttpResponse(_("This download link is no longer valid."), status=exc.status, content_type="text/plain")
-    handle = line.product.download_file.open("rb")
     filename = line.product.download_file.name.rsplit("/", 1)[-1]
     return FileResponse(handle, as_attachment=True, filename=filename)

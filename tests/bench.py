@@ -61,7 +61,7 @@ def bench_webhook_to_key_visible(n: int = 200, budget_s: float = 60.0) -> dict:
         client.post(
             "/payments/stripe/webhook/", data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
         )
-        page = client.post(f"/order/{order.token}/reveal/", {"line": order.lines.get().pk})
+        page = client.post(f"/order/{order.token}/reveal/", {"line": order.lines.get().pk}, follow=True)
         elapsed = time.perf_counter() - start
         if b'class="key"' not in page.content:
             raise SystemExit(f"order {order.number}: key not visible after its webhook")
@@ -156,7 +156,9 @@ def main() -> None:
     from payments.localstripe_process import localstripe_start
     from tests.load.stack import Stack
 
-    only = set(sys.argv[1:])  # e.g. `make bench ARGS=load` runs only the load and fault runs
+    only = set(sys.argv[1:])  # e.g. `tests/harness.py --bench load` runs only the load and fault runs
+    # `fault:<name>` (e.g. fault:redis_killed) starts the stack and runs only that fault; no report is written
+    faults_only = {arg.split(":", 1)[1] for arg in only if arg.startswith("fault:")}
     stripe = localstripe_start()
     stack = Stack(database_url=os.environ["DATABASE_URL"], secrets={})
     stack.start_redis()
@@ -186,7 +188,7 @@ def main() -> None:
     try:
         if not only or "inprocess" in only:
             results["inprocess"] = in_process_figures()
-        if not only or "load" in only:
+        if not only or "load" in only or faults_only:
             from storefront.celery import app as celery_app
 
             celery_app.conf.task_always_eager = False  # the real worker delivers from here on
@@ -202,10 +204,13 @@ def main() -> None:
             stack.collect_static()
             stack.start_web()
             stack.start_worker()
-            results["load"] = load_figures(stack, localstripe_url=stripe.url)
+            results["load"] = load_figures(stack, localstripe_url=stripe.url, faults_only=faults_only)
     finally:
         stack.stop()
         stripe.stop()
+    if faults_only:
+        print(f"\n(only {', '.join(sorted(faults_only))}: docs/benchmarks.md left as it was; logs in {stack.dir})")
+        return
     from tests.load.report import write_report
 
     path = write_report(results)
@@ -266,10 +271,12 @@ def in_process_figures() -> dict:
     return figures
 
 
-def load_figures(stack, *, localstripe_url: str) -> dict:
+def load_figures(stack, *, localstripe_url: str, faults_only: set[str] = frozenset()) -> dict:
     from tests.load import scenarios
 
-    figures: dict = {}
+    figures: dict = {"faults": {}}
+    if faults_only:
+        return figures | {"faults": run_faults(stack, faults_only)}
     figures["pipeline"] = scenarios.pipeline(stack, localstripe_url=localstripe_url)
     for level, row in figures["pipeline"].items():
         print(
@@ -283,20 +290,39 @@ def load_figures(stack, *, localstripe_url: str) -> dict:
     )
     figures["contention"] = contention = scenarios.contention(stack)
     print(f"contention: {contention['statuses']} in {contention['seconds']:.1f} s; exactly once: {contention['check']}")
+    figures["faults"] = run_faults(stack)
+    return figures
+
+
+def run_faults(stack, names: set[str] | None = None) -> dict:
+    from tests.load import scenarios
+
     runs = {
         "worker_killed": scenarios.fault_worker_killed,
         "redis_restarted": scenarios.fault_redis_restarted,
+        "redis_killed": scenarios.fault_redis_killed,
         "database_connections_dropped": lambda s: scenarios.fault_database_connections_dropped(
             s, database=os.environ["DATABASE_URL"].rsplit("/", 1)[1]
         ),
         "provider_timeouts": scenarios.fault_provider_timeouts,
         "webhooks_twice_out_of_order": scenarios.fault_webhooks_twice_out_of_order,
     }
-    figures["faults"] = {}
+    unknown = (names or set()) - set(runs)
+    if unknown:
+        raise SystemExit(f"unknown fault(s) {sorted(unknown)}; known: {sorted(runs)}")
+    faults: dict = {}
     for name, run in runs.items():
-        figures["faults"][name] = result = run(stack)
-        print(f"fault {name}: {result['statuses']}; exactly once: {result['check']}")
-    return figures
+        if names and name not in names:
+            continue
+        faults[name] = result = run(stack)
+        extra = ""
+        if "recovery_s" in result:
+            extra = (
+                f"; Redis back to last order delivered {result['recovery_s']:.1f} s, worker {result['worker']}, "
+                f"{result['paid_before_kill']} paid before the kill"
+            )
+        print(f"fault {name}: {result['statuses']}{extra}; exactly once: {result['check']}")
+    return faults
 
 
 if __name__ == "__main__":

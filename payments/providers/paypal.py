@@ -47,6 +47,7 @@ from payments.providers.base import (
     WebhookRejected,
 )
 from payments.providers.paypal_webhooks import WebhookVerifier
+from payments.providers.webhook_input import checked_notice, load_event
 
 logger = logging.getLogger(__name__)
 
@@ -223,20 +224,16 @@ class PayPalProvider:
 
     def parse_webhook(self, *, payload: bytes, headers: dict[str, str]) -> WebhookNotice:
         self._verifier.verify(payload=payload, headers=headers)
-        try:
-            event = json.loads(payload)
-        except ValueError as exc:
-            raise WebhookRejected("payload is not valid JSON") from exc
-        if not isinstance(event, dict):
-            raise WebhookRejected("payload is not an event")
+        event = load_event(payload)
         event_id, event_type = event.get("id"), event.get("event_type")
         resource = event.get("resource")
         if not isinstance(event_id, str) or not isinstance(event_type, str) or not isinstance(resource, dict):
             raise WebhookRejected("event without id, type or resource")
         try:
-            return _notice(event_id, event_type, resource)
-        except (KeyError, TypeError, ValueError, MoneyError) as exc:
-            raise WebhookRejected(f"{event_type} could not be read") from exc
+            notice = _notice(event_id, event_type, resource)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, MoneyError) as exc:
+            raise WebhookRejected(f"{event_type[:100]} could not be read") from exc
+        return checked_notice(notice)
 
     # --- plumbing -----------------------------------------------------------------------------------------
 

@@ -1,19 +1,22 @@
 """Verifying PayPal webhooks, offline or by PayPal's own verify-webhook-signature call.
 
 Offline (the default): PayPal signs `transmission_id|transmission_time|webhook_id|crc32(body)` with
-RSA-SHA256 (PKCS#1 v1.5) and names its certificate in PAYPAL-CERT-URL. The URL must be https on one of
-PayPal's hosts (settings.PAYPAL_CERT_HOSTS); the chain it serves must lead to a trusted root
-(settings.PAYPAL_CERT_TRUST, a PEM bundle; the certifi bundle by default) for the name PayPal signs
-with (settings.PAYPAL_CERT_NAME). Certificates are cached per URL. Tests point the hosts and the
-trust at a certificate of their own; nothing else changes.
+RSA-SHA256 (PKCS#1 v1.5) and names its certificate in PAYPAL-CERT-URL, a header anyone can send. The URL
+must be https on port 443 of one of PayPal's hosts (settings.PAYPAL_CERT_HOSTS), written plainly: no
+userinfo, backslash, other port or look-alike spelling of the host. The shop fetches an address it rebuilds
+from those checked parts (never the header's own text, which an HTTP client may read differently), follows
+no redirect, and caches the key per rebuilt address. The chain served must lead to a trusted root
+(settings.PAYPAL_CERT_TRUST, a PEM bundle; the certifi bundle by default) for the name PayPal signs with
+(settings.PAYPAL_CERT_NAME). Tests point the hosts and the trust at a certificate of their own, and
+settings.PAYPAL_CERT_ALLOW_HTTP lets the suite's certificate server speak plain http on its own port.
 
 Online (settings.PAYPAL_WEBHOOK_VERIFY = "api"): PayPal answers SUCCESS or FAILURE for the same facts.
 """
 
 import base64
 import binascii
-import json
 import logging
+import re
 import threading
 import time
 import warnings
@@ -22,6 +25,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -31,11 +35,15 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from django.conf import settings
 
 from payments.providers.base import WebhookRejected
+from payments.providers.webhook_input import load_event
 
 logger = logging.getLogger(__name__)
 
 MAX_CERT_BYTES = 64 * 1024
+MAX_CERT_URL_LENGTH = 2048
 CERT_CACHE_SECONDS = 24 * 3600
+CERT_FETCH_TIMEOUT = 5  # seconds, to connect and for each read
+_CERT_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")  # PayPal's: /v1/notifications/certs/CERT-360caa42-...
 _HEADERS = ("transmission-id", "transmission-time", "transmission-sig", "cert-url", "auth-algo")
 _cert_cache: dict[str, tuple[float, rsa.RSAPublicKey]] = {}
 _cache_lock = threading.Lock()
@@ -84,8 +92,8 @@ class WebhookVerifier:
             raise WebhookRejected("signature verification failed") from None
 
     def _verify_by_api(self, payload: bytes, facts: dict[str, str]) -> None:
+        event = load_event(payload)  # a body the shop cannot read is refused before PayPal is asked
         try:
-            event = json.loads(payload)
             token = requests.post(
                 f"{self.api_base}/v1/oauth2/token",
                 data={"grant_type": "client_credentials"},
@@ -118,29 +126,62 @@ class WebhookVerifier:
 
 def certificate_key(url: str) -> rsa.RSAPublicKey:
     """The public key of the certificate at `url`, after checking where it comes from and who issued it."""
-    parts = urlsplit(url)
-    hosts = set(settings.PAYPAL_CERT_HOSTS)
-    allowed_scheme = parts.scheme == "https" or (parts.scheme == "http" and settings.PAYPAL_CERT_ALLOW_HTTP)
-    if not allowed_scheme or parts.hostname not in hosts and parts.netloc not in hosts:
-        raise WebhookRejected("certificate URL is not PayPal's")
+    source = certificate_source(url)
     now = time.monotonic()
     with _cache_lock:
-        cached = _cert_cache.get(url)
+        cached = _cert_cache.get(source)
         if cached and cached[0] > now:
             return cached[1]
-    chain = _download(url)
+    chain = _download(source)
     key = _verified_key(chain)
     with _cache_lock:
-        _cert_cache[url] = (now + CERT_CACHE_SECONDS, key)
+        _cert_cache[source] = (now + CERT_CACHE_SECONDS, key)
     return key
 
 
-def _download(url: str) -> bytes:
+def certificate_source(url: str) -> str:
+    """The address to fetch the certificate from, rebuilt from the parts of `url` that were checked.
+
+    Only https on port 443 of a host in settings.PAYPAL_CERT_HOSTS, spelled exactly (printable ASCII; no
+    userinfo, backslash, query or other port; a trailing dot or an IDN look-alike is another host). With
+    settings.PAYPAL_CERT_ALLOW_HTTP (the test suite's certificate server) plain http on any port also passes.
+    Whatever an HTTP client would make of the raw header, it only ever sees the address returned here.
+    """
+    if (
+        not isinstance(url, str)
+        or len(url) > MAX_CERT_URL_LENGTH
+        or not url.isascii()
+        or not url.isprintable()
+        or any(char in url for char in " \\@")
+    ):
+        raise WebhookRejected("certificate URL is not PayPal's")
     try:
-        response = requests.get(url, timeout=5, stream=True, allow_redirects=False)
-        response.raise_for_status()
-        body = response.raw.read(MAX_CERT_BYTES + 1, decode_content=True)
-    except requests.RequestException as exc:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port  # the host in lower case
+    except ValueError:  # an unclosed [ or a port that is not a number
+        raise WebhookRejected("certificate URL is not PayPal's") from None
+    if (
+        host not in {allowed.lower() for allowed in settings.PAYPAL_CERT_HOSTS}
+        or parts.netloc.lower() not in (host, f"{host}:{port}")  # nothing else in the authority
+        or parts.query
+        or parts.fragment
+        or not _CERT_PATH.fullmatch(parts.path)
+    ):
+        raise WebhookRejected("certificate URL is not PayPal's")
+    if parts.scheme == "https" and port in (None, 443):
+        return f"https://{host}{parts.path}"
+    if parts.scheme == "http" and settings.PAYPAL_CERT_ALLOW_HTTP:
+        return f"http://{host}{f':{port}' if port is not None else ''}{parts.path}"
+    raise WebhookRejected("certificate URL is not PayPal's")
+
+
+def _download(source: str) -> bytes:
+    try:
+        with requests.get(source, timeout=CERT_FETCH_TIMEOUT, stream=True, allow_redirects=False) as response:
+            if response.status_code != 200:  # a redirect included: it is not followed
+                raise WebhookRejected(f"the certificate server answered {response.status_code}")
+            body = response.raw.read(MAX_CERT_BYTES + 1, decode_content=True)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise WebhookRejected(f"could not fetch the certificate ({type(exc).__name__})") from exc
     if len(body) > MAX_CERT_BYTES:
         raise WebhookRejected("certificate is too large")
@@ -172,9 +213,8 @@ def _verified_key(chain_pem: bytes) -> rsa.RSAPublicKey:
     )
     try:
         verifier.verify(leaf, intermediates)
-    except VerificationError as exc:
-        logger.warning("paypal webhook certificate refused: %s", exc)
-        raise WebhookRejected("certificate is not issued to PayPal by a trusted authority") from None
+    except VerificationError as exc:  # the webhook view logs the reason, once
+        raise WebhookRejected(f"certificate is not issued to PayPal by a trusted authority ({exc})") from None
     key = leaf.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise WebhookRejected("certificate key is not RSA")

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import requests
 import stripe
+from django.utils import timezone
 
 from payments.providers.base import (
     DisputeEvidence,
@@ -19,6 +20,7 @@ from payments.providers.base import (
     WebhookNotice,
     WebhookRejected,
 )
+from payments.providers.webhook_input import checked_notice, load_event
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ _STATUS = {
 PAYMENT_EVENTS = {"payment_intent.succeeded", "payment_intent.payment_failed"}
 REFUND_EVENTS = {"refund.created", "refund.updated", "charge.refund.updated"}
 _EXPAND = ["latest_charge", "latest_charge.balance_transaction"]
+WEBHOOK_TOLERANCE_SECONDS = 300  # Stripe's default, applied to signatures from the past and from the future
 
 
 class StripeProvider:
@@ -126,19 +129,22 @@ class StripeProvider:
             raise WebhookRejected("missing Stripe-Signature header")
         if not self._webhook_secret:
             raise WebhookRejected("this channel has no webhook secret configured")
-        try:
-            event = stripe.Webhook.construct_event(payload, signature, self._webhook_secret)
-        except stripe.SignatureVerificationError as exc:
-            raise WebhookRejected("signature verification failed") from exc
-        except ValueError as exc:
-            raise WebhookRejected("payload is not valid JSON") from exc
-        data = event.to_dict()
+        _verify_signature(payload, signature, self._webhook_secret)
+        data = load_event(payload)
         event_id, event_type = data.get("id"), data.get("type")
         if not isinstance(event_id, str) or not isinstance(event_type, str):
             raise WebhookRejected("event without id or type")
-        obj = (data.get("data") or {}).get("object") or {}
+        container = data.get("data") or {}
+        obj = (container.get("object") or {}) if isinstance(container, dict) else None
         if not isinstance(obj, dict):
             raise WebhookRejected("event without an object")
+        try:
+            notice = self._notice(event_id, event_type, obj)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, OSError) as exc:
+            raise WebhookRejected(f"{event_type[:100]} could not be read") from exc
+        return checked_notice(notice)
+
+    def _notice(self, event_id: str, event_type: str, obj: dict) -> WebhookNotice:
         payment = refund = None
         if event_type in PAYMENT_EVENTS:
             if obj.get("object") != "payment_intent" or not obj.get("id"):
@@ -176,7 +182,7 @@ class StripeProvider:
         last_error = obj.get("last_payment_error") or {}
         if raw_status == "requires_payment_method" and last_error:
             status = "failed"
-        amount = int(obj.get("amount") or 0)
+        amount = _minor_units(obj.get("amount"))
         received = obj.get("amount_received")
         if received is None:  # localstripe omits it; a succeeded intent received its amount
             received = amount if raw_status == "succeeded" else 0
@@ -187,24 +193,76 @@ class StripeProvider:
             ref=obj["id"],
             status=status,
             amount=amount,
-            amount_received=int(received),
+            amount_received=_minor_units(received),
             currency=(obj.get("currency") or "").upper(),
             client_secret=obj.get("client_secret") or "",
-            capture_ref=str(charge.get("id") or "")[:100],
+            capture_ref=_text(charge.get("id"))[:100],
             failure_message=(last_error.get("message") or "")[:300],
             order_number=((obj.get("metadata") or {}).get("order_number") or ""),
             attempt_ref=_attempt_ref(obj, last_error),
             fee=_charge_fee(charge),
-            refunded_amount=int(charge.get("amount_refunded") or 0),
-            created_at=datetime.fromtimestamp(int(created), UTC) if created else None,
+            refunded_amount=_minor_units(charge.get("amount_refunded")),
+            created_at=_timestamp(created),
             **(charge_signals(charge or None) or _failed_card(last_error)),
         )
+
+
+def _verify_signature(payload: bytes, header: str, secret: str) -> None:
+    """Stripe's HMAC over the timestamp and the body, made within the tolerance of now, before or after.
+
+    The SDK refuses a signature older than the tolerance; one dated later than the tolerance is refused
+    here, so a signed event cannot be held back and replayed after its time.
+    """
+    try:
+        stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS)
+    except stripe.SignatureVerificationError as exc:
+        raise WebhookRejected("signature verification failed") from exc
+    except ValueError as exc:  # the body is not UTF-8
+        raise WebhookRejected("payload is not valid JSON") from exc
+    if abs(_signed_at(header) - timezone.now().timestamp()) > WEBHOOK_TOLERANCE_SECONDS:
+        raise WebhookRejected("signature timestamp outside the tolerance")
+
+
+def _signed_at(header: str) -> int:
+    """The time the SDK checked the signature with, read by its rule: the first t= element."""
+    return int(next(parts[1] for parts in (item.split("=", 2) for item in header.split(",")) if parts[0] == "t"))
+
+
+def _whole_number(value) -> int:
+    """An integer as Stripe sends it, or as localstripe echoes one it was given form-encoded: "1500".
+
+    Anything else (a fraction, "NaN", a boolean, a list) is refused with TypeError or ValueError.
+    """
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, not {type(value).__name__}")
+    return value
+
+
+def _minor_units(value) -> int:
+    """An amount: a whole count of minor units (absent: 0)."""
+    return 0 if value is None else _whole_number(value)
+
+
+def _timestamp(value) -> datetime | None:
+    """A Unix time (absent or 0: None)."""
+    return datetime.fromtimestamp(_whole_number(value), UTC) if value else None
+
+
+def _text(value) -> str:
+    """An id as Stripe sends it: a string (absent: ""). An object or a number in its place is refused."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"an id must be a string, not {type(value).__name__}")
+    return value
 
 
 def _charge_fee(charge: dict) -> int | None:
     txn = charge.get("balance_transaction")
     if isinstance(txn, dict) and txn.get("fee") is not None:
-        return int(txn["fee"])
+        return _minor_units(txn["fee"])
     return None
 
 
@@ -229,12 +287,12 @@ def _refund_from_charge(charge: dict) -> RefundNotice:
         raise WebhookRejected("charge.refunded without a charge or a refund")
     return RefundNotice(
         ref=latest["id"],
-        payment_ref=str(charge.get("payment_intent") or ""),
+        payment_ref=_text(charge.get("payment_intent")),
         capture_ref=charge["id"],
-        amount=int(latest.get("amount") or 0),
+        amount=_minor_units(latest.get("amount")),
         currency=(latest.get("currency") or charge.get("currency") or "").upper(),
         status=latest.get("status") or "succeeded",
-        payment_refunded_total=int(charge.get("amount_refunded") or 0),
+        payment_refunded_total=_minor_units(charge.get("amount_refunded")),
     )
 
 
@@ -243,9 +301,9 @@ def _refund_notice(refund: dict) -> RefundNotice:
         raise WebhookRejected("refund event without a refund")
     return RefundNotice(
         ref=refund["id"],
-        payment_ref=str(refund.get("payment_intent") or ""),
-        capture_ref=str(refund.get("charge") or ""),
-        amount=int(refund.get("amount") or 0),
+        payment_ref=_text(refund.get("payment_intent")),
+        capture_ref=_text(refund.get("charge")),
+        amount=_minor_units(refund.get("amount")),
         currency=(refund.get("currency") or "").upper(),
         status=refund.get("status") or "pending",
     )
@@ -276,14 +334,14 @@ def _fraud_signal(event_type: str, obj: dict) -> FraudSignal | None:
     return FraudSignal(
         kind=kind,
         payment_ref=payment_ref,
-        capture_ref=str(obj.get("charge") or "")[:100],
+        capture_ref=_text(obj.get("charge"))[:100],
         reason=str(reason)[:100],
         fraud=fraud,
-        dispute_ref=str(obj.get("id") or "") if is_dispute else "",
-        amount=int(obj.get("amount") or 0) if is_dispute else 0,
+        dispute_ref=_text(obj.get("id")) if is_dispute else "",
+        amount=_minor_units(obj.get("amount")) if is_dispute else 0,
         currency=(obj.get("currency") or "").upper() if is_dispute else "",
         status=str(obj.get("status") or "") if is_dispute else "",
-        due_by=datetime.fromtimestamp(int(due_by), UTC) if due_by else None,
+        due_by=_timestamp(due_by),
     )
 
 

@@ -42,7 +42,7 @@ SLUG = re.compile(r"[-a-zA-Z0-9_]+")  # Django's slug path converter
 
 
 def error_envelope(ctx, response, case):
-    """A 4xx is {"error": {"code": str, "message": str, "fields"?: ...}} and nothing else."""
+    """A 4xx is {"error": {"code": str, "message": str, "fields"?: ..., "order_url"?: str}} and nothing else."""
     if not 400 <= response.status_code < 500:
         return None
     content_type = response.headers.get("content-type", [""])[0]
@@ -50,7 +50,7 @@ def error_envelope(ctx, response, case):
     body = response.json()
     assert isinstance(body, dict) and set(body) == {"error"}, f"not the error envelope: {body!r}"
     error = body["error"]
-    assert set(error) <= {"code", "message", "fields"}, f"unexpected keys in the error: {sorted(error)}"
+    assert set(error) <= {"code", "message", "fields", "order_url"}, f"unexpected keys in the error: {sorted(error)}"
     assert isinstance(error.get("code"), str) and error["code"], f"no error code: {error!r}"
     assert isinstance(error.get("message"), str) and error["message"], f"no error message: {error!r}"
     return True

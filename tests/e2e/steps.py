@@ -37,14 +37,19 @@ def check_out(page: Page, email: str, *, address: dict[str, str] | None = None, 
     expect(page).to_have_url(re.compile(r"/pay/[\w-]+/"))
 
 
-def pay_by_card(page: Page, *, number: str = TEST_CARD, button: str = "Pay now") -> None:
-    """Fill localstripe's card element (number, MM, YY, CVC, postal code) and pay; lands on the order page."""
+def fill_card(page: Page, number: str = TEST_CARD) -> None:
+    """Fill localstripe's card element: number, MM, YY, CVC, postal code."""
     card = page.locator("#card-element")
     card.get_by_placeholder("number").fill(number)
     card.get_by_placeholder("exp_month").fill("12")
     card.get_by_placeholder("exp_year").fill("31")
     card.get_by_placeholder("cvc").fill("123")
     card.get_by_placeholder("postal_code").fill("10001")
+
+
+def pay_by_card(page: Page, *, number: str = TEST_CARD, button: str = "Pay now") -> None:
+    """Fill the card element and pay; lands on the order page."""
+    fill_card(page, number)
     page.get_by_role("button", name=button).click()
     expect(page).to_have_url(ORDER_PAGE, timeout=10_000)
 

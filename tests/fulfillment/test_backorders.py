@@ -187,7 +187,9 @@ def test_refund_refused_once_a_key_of_a_no_refund_product_was_revealed(
     link = refund_link_in(mail.outbox[0])
 
     # When the shopper reveals the delivered key, then follows the refund link
-    revealed = client.post(reverse("order-reveal", kwargs={"token": order.token}), {"line": order.lines.get().pk})
+    revealed = client.post(
+        reverse("order-reveal", kwargs={"token": order.token}), {"line": order.lines.get().pk}, follow=True
+    )
     assert LicenseKey.objects.get(order_line__order=order).reveal() in revealed.content.decode()
     with django_capture_on_commit_callbacks(execute=True):
         opened = client.get(link)

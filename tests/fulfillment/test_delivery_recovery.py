@@ -38,8 +38,9 @@ def test_sweeper_finishes_an_order_whose_task_was_lost(db, make_order, django_ca
 
 
 def test_sweeper_leaves_fresh_orders_to_their_own_task_and_is_safe_to_repeat(
-    db, make_order, django_capture_on_commit_callbacks
+    db, make_order, django_capture_on_commit_callbacks, time_machine
 ):
+    time_machine.move_to(timezone.now(), tick=False)  # "fresh" stays younger than FULFILMENT_SWEEP_AFTER
     fresh = paid_but_undelivered(make_order, minutes_ago=0)
     stale = paid_but_undelivered(make_order, minutes_ago=10, quantity=2)
 

@@ -43,7 +43,9 @@ def pay_by_card(order: Order, stripe_client, capture) -> Payment:
 
 
 def reveal_on_page(client, order: Order, line_id: int, **headers) -> list[str]:
-    page = client.post(reverse("order-reveal", kwargs={"token": order.token}), {"line": line_id}, **headers)
+    page = client.post(
+        reverse("order-reveal", kwargs={"token": order.token}), {"line": line_id}, **headers, follow=True
+    )
     assert page.status_code == 200
     return KEY_SPAN.findall(page.content.decode())
 

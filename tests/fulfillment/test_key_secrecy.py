@@ -53,7 +53,7 @@ def test_key_plaintext_never_reaches_the_database_or_logs_or_email(make_order, c
     order.refresh_from_db()
     assert order.status == OrderStatus.FULFILLED
     line_id = order.lines.get().pk
-    page = Client().post(f"/order/{order.token}/reveal/", {"line": line_id}).content.decode()
+    page = Client().post(f"/order/{order.token}/reveal/", {"line": line_id}, follow=True).content.decode()
     api = Client().post(f"/api/orders/{order.token}/reveal/", {"line": line_id}, content_type="application/json")
     api = api.content.decode()
     assert PLAINTEXT in page and PLAINTEXT in api  # the owner sees it...

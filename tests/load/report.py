@@ -8,6 +8,7 @@ PATH = ROOT / "docs" / "benchmarks.md"
 FAULTS = {
     "worker_killed": "Celery worker killed with SIGKILL mid-delivery, then restarted",
     "redis_restarted": "Redis (broker, cache, velocity counters) stopped while webhooks arrive, then restarted empty",
+    "redis_killed": "Redis killed with SIGKILL mid-burst, back empty 2 s later; beat's sweeper and the worker alone",
     "database_connections_dropped": "every PostgreSQL connection of the shop terminated, twice, during the run",
     "provider_timeouts": "Stripe stops answering (the charge fetch of each webhook times out)",
     "webhooks_twice_out_of_order": "every webhook (a failure and a success per order) delivered twice, shuffled",
@@ -71,6 +72,11 @@ def write_report(results: dict) -> Path:
         ]
         for name, result in load["faults"].items():
             extra = []
+            if "recovery_s" in result:
+                extra.append(
+                    f"Redis back to last order delivered {result['recovery_s']:.1f} s, worker {result['worker']}, "
+                    f"{result['paid_before_kill']} paid before the kill"
+                )
             if "delivered_before_kill" in result:
                 extra.append(f"{result['delivered_before_kill']} delivered before the kill")
             if "connections_dropped" in result:

@@ -345,6 +345,53 @@ def fault_redis_restarted(stack: Stack, *, n: int = 120) -> dict:
     }
 
 
+def fault_redis_killed(stack: Stack, *, n: int = 120, down_s: float = 2.0) -> dict:
+    """SIGKILL Redis (broker, cache, velocity counters) mid-burst and start it again, empty, `down_s` later.
+
+    Nobody restarts anything by hand and the bench does not sweep: Celery beat runs the sweeper (every few
+    seconds here, every minute in production) and the stack restarts a worker that died, as systemd or
+    compose would. Timed from Redis answering again until the last of the burst's orders was delivered.
+    """
+    from orders.models import OrderLine, OrderStatus
+
+    orders, _, events = _paid_batch("rkill", n)
+    stack.start_beat()
+    restarts_before = dict(stack.restarts)
+    worker_before = stack.worker_pid()
+    burst: dict = {}
+
+    def post() -> None:
+        burst["attempts"] = _post_all(stack, events, concurrency=8)
+
+    poster = threading.Thread(target=_close_db(post))
+    poster.start()
+    deadline = time.monotonic() + 60
+    while _count_paid(orders) < n // 3 and time.monotonic() < deadline and poster.is_alive():
+        time.sleep(0.05)
+    paid_before = _count_paid(orders)
+    stack.kill_redis()
+    time.sleep(down_s)
+    stack.start_redis()
+    back_at = time.time()
+    poster.join()
+    counts = settle([o.pk for o in orders], timeout=180)  # no sweep from here: beat's sweeper finishes them
+    stack.stop_beat()
+    last = OrderLine.objects.filter(order__in=[o.pk for o in orders]).order_by("-delivered_at").first()
+    recovery = max(0.0, last.delivered_at.timestamp() - back_at) if last and last.delivered_at else float("nan")
+    worker_restarts = stack.restarts["worker"] - restarts_before["worker"]
+    worker_survived = stack.worker_pid() == worker_before and not worker_restarts
+    return {
+        "orders": n,
+        "paid_before_kill": paid_before,
+        "webhook_attempts": sum(burst.get("attempts", [])),
+        "recovery_s": recovery,
+        "worker": "survived" if worker_survived else f"died, restarted by the stack {worker_restarts}x",
+        "statuses": counts,
+        "delivered": counts.get(OrderStatus.FULFILLED, 0),
+        "check": check_exactly_once([o.pk for o in orders], label="Redis SIGKILL"),
+    }
+
+
 def fault_database_connections_dropped(stack: Stack, *, n: int = 120, database: str) -> dict:
     """Terminate every other connection to the shop's database, twice, while webhooks arrive."""
     orders, _, events = _paid_batch("pgdrop", n)
@@ -427,6 +474,17 @@ def _count(orders, status) -> int:
     from orders.models import Order
 
     return Order.objects.filter(pk__in=[o.pk for o in orders], status=status).count()
+
+
+def _count_paid(orders) -> int:
+    from django.db import connection
+
+    from orders.models import Order, OrderStatus
+
+    try:
+        return Order.objects.filter(pk__in=[o.pk for o in orders]).exclude(status=OrderStatus.PENDING_PAYMENT).count()
+    finally:
+        connection.close()
 
 
 def _black_hole():

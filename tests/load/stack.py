@@ -1,10 +1,14 @@
-"""The shop as it runs for real, on 127.0.0.1, for `make bench`: gunicorn, a Celery worker, PostgreSQL,
-a throwaway Redis (so it can be restarted) and localstripe. Every process is ours and is stopped at exit.
+"""The shop as it runs for real, on 127.0.0.1, for `make bench`: gunicorn, a Celery worker (and, for the
+faults that need it, Celery beat), PostgreSQL, a throwaway Redis (so it can be killed and restarted) and
+localstripe. Every process is ours and is stopped at exit.
 
 The web and worker processes run production settings (DEBUG=0, collected static files) against the
-bench's own database; the bench process itself talks to the same database and Redis.
+bench's own database; the bench process itself talks to the same database and Redis. Like systemd's
+Restart=always or compose's restart: unless-stopped (deploy/), the stack restarts a worker or beat that
+exits on its own; one the bench stops or kills on purpose stays down until it is started again.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -12,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -49,6 +54,12 @@ class Stack:
         self.redis: subprocess.Popen | None = None
         self.web: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
+        self.beat: subprocess.Popen | None = None
+        # Restarts of a worker or beat that died by itself (a SIGKILL sent by the bench is not counted).
+        self.restarts: dict[str, int] = {"worker": 0, "beat": 0}
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
         self.env = {
             **os.environ,
             **secrets,
@@ -98,6 +109,13 @@ class Stack:
             self.redis.wait(10)
             self.redis = None
 
+    def kill_redis(self) -> None:
+        """SIGKILL Redis: no shutdown, every client's socket reset, queued tasks and counters gone."""
+        if self.redis is not None:
+            self.redis.kill()
+            self.redis.wait(10)
+            self.redis = None
+
     # --- web and worker -----------------------------------------------------------------------------------
 
     def collect_static(self) -> None:
@@ -131,7 +149,15 @@ class Stack:
         wait_for(lambda: requests.get(self.url + "/", timeout=2).status_code == 200, timeout=30, what="gunicorn")
 
     def start_worker(self, *, concurrency: int = 2) -> None:
-        self.worker = subprocess.Popen(
+        with self._lock:
+            if self.worker is None:
+                self.worker = self._spawn_worker(concurrency)
+                self._concurrency = concurrency
+        self._supervise()
+        time.sleep(2.0)  # connect to the broker; tasks sent meanwhile wait in Redis
+
+    def _spawn_worker(self, concurrency: int) -> subprocess.Popen:
+        return subprocess.Popen(
             [
                 str(VENV_BIN / "celery"),
                 "-A",
@@ -152,25 +178,93 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so a SIGKILL takes the pool children too
         )
-        time.sleep(2.0)  # connect to the broker; tasks sent meanwhile wait in Redis
 
     def kill_worker(self) -> None:
         """SIGKILL the worker and its pool: whatever it was delivering is cut off mid-transaction."""
-        if self.worker is not None:
-            os.killpg(self.worker.pid, signal.SIGKILL)
-            self.worker.wait(10)
-            self.worker = None
+        with self._lock:
+            if self.worker is not None:
+                os.killpg(self.worker.pid, signal.SIGKILL)
+                self.worker.wait(10)
+                self.worker = None
 
     def stop_worker(self) -> None:
-        if self.worker is not None:
-            os.killpg(self.worker.pid, signal.SIGTERM)
+        with self._lock:
+            worker, self.worker = self.worker, None
+        if worker is not None:
+            os.killpg(worker.pid, signal.SIGTERM)
             try:
-                self.worker.wait(20)
+                worker.wait(20)
             except subprocess.TimeoutExpired:
-                os.killpg(self.worker.pid, signal.SIGKILL)
-            self.worker = None
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(10)
+
+    def start_beat(self, *, sweep_every_s: int = 5) -> None:
+        """Celery beat with the production schedule, the sweeper (and the import resumer) every few seconds."""
+        self.env["FULFILMENT_SWEEP_EVERY_SECONDS"] = str(sweep_every_s)
+        with self._lock:
+            if self.beat is None:
+                self.beat = self._spawn_beat()
+        self._supervise()
+
+    def _spawn_beat(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "storefront",
+                "beat",
+                "-l",
+                "warning",
+                "--schedule",
+                str(self.dir / "celerybeat-schedule"),
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log("beat"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop_beat(self) -> None:
+        with self._lock:
+            beat, self.beat = self.beat, None
+        if beat is not None:
+            os.killpg(beat.pid, signal.SIGTERM)
+            try:
+                beat.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(beat.pid, signal.SIGKILL)
+                beat.wait(10)
+
+    def worker_pid(self) -> int | None:
+        with self._lock:
+            return self.worker.pid if self.worker is not None else None
+
+    def _supervise(self) -> None:
+        """One thread for the life of the stack: restart the worker or beat if it exits by itself."""
+        with self._lock:
+            if self._supervisor is None:
+                self._supervisor = threading.Thread(target=self._watch, name="stack-supervisor", daemon=True)
+                self._supervisor.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            with self._lock:
+                if self.worker is not None and self.worker.poll() is not None:
+                    self.worker = self._respawn("worker", self.worker, lambda: self._spawn_worker(self._concurrency))
+                if self.beat is not None and self.beat.poll() is not None:
+                    self.beat = self._respawn("beat", self.beat, self._spawn_beat)
+
+    def _respawn(self, name: str, dead: subprocess.Popen, spawn) -> subprocess.Popen:
+        print(f"[stack] Celery {name} exited by itself (code {dead.returncode}): restarting it", flush=True)
+        with contextlib.suppress(ProcessLookupError):  # its pool children (same group) go with it, as under systemd
+            os.killpg(dead.pid, signal.SIGKILL)
+        self.restarts[name] += 1
+        return spawn()
 
     def stop(self) -> None:
+        self._stopping.set()
+        self.stop_beat()
         self.stop_worker()
         if self.web is not None:
             self.web.terminate()

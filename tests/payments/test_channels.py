@@ -1,6 +1,6 @@
 """Channels, routing and failover: which ways to pay a shopper is offered, and what happens when one is down."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -15,6 +15,10 @@ from payments.routing import channel_refusal, channels_for_order
 from tests.factories import ProductFactory, add_keys
 
 DEAD = "http://127.0.0.1:9"  # nothing listens: connections are refused at once
+# The instant the breaker unit tests stop the clock at: a parametrize list is built when the module is collected,
+# maybe minutes before its test runs, so it cannot read the clock. Tests that place orders stop the clock at the
+# real time instead: the risk engine's counters in Redis, shared with the whole run, count back from it.
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
 def channel(code: str, **fields) -> PaymentChannel:
@@ -80,10 +84,11 @@ def test_health_breaks_ties_between_equal_channels(order):
         ({"max_amount": 4999}, "above maximum"),
         ({"countries": "DE,FR"}, "country"),
         ({"secret_env": "NO_SUCH_VARIABLE_SET"}, "credentials missing"),
-        ({"breaker_open_until": timezone.now() + timedelta(minutes=1)}, "breaker open"),
+        ({"breaker_open_until": NOW + timedelta(minutes=1)}, "breaker open"),
     ],
 )
-def test_a_channel_is_left_out_when_it_cannot_take_the_order(order, fields, refusal):
+def test_a_channel_is_left_out_when_it_cannot_take_the_order(order, fields, refusal, time_machine):
+    time_machine.move_to(NOW, tick=False)
     candidate = channel("candidate", **fields)
 
     assert channel_refusal(candidate, order=order, country="US") == refusal
@@ -186,7 +191,8 @@ def test_provider_errors_count_against_health_but_rejected_requests_do_not(statu
 
 
 @pytest.mark.django_db
-def test_the_breaker_opens_after_the_threshold_and_a_success_closes_it():
+def test_the_breaker_opens_after_the_threshold_and_a_success_closes_it(time_machine):
+    time_machine.move_to(NOW, tick=False)
     stripe = PaymentChannel.objects.get(code="stripe")
     stripe.breaker_threshold, stripe.breaker_cooldown_seconds = 3, 60
     stripe.save()
@@ -196,13 +202,15 @@ def test_the_breaker_opens_after_the_threshold_and_a_success_closes_it():
     assert not stripe.breaker_open()
     breaker_record(channel=stripe, failed=True)
     assert stripe.breaker_open()
-    assert stripe.breaker_open_until > timezone.now() + timedelta(seconds=55)
+    assert stripe.breaker_open_until == NOW + timedelta(seconds=60)
 
-    # after the cool-down one trial call fails: open again at once
-    PaymentChannel.objects.filter(pk=stripe.pk).update(breaker_open_until=timezone.now() - timedelta(seconds=1))
+    # after the cool-down one trial call fails: open again at once, for a whole cool-down from then
+    time_machine.shift(timedelta(seconds=61))
     stripe.refresh_from_db()
+    assert not stripe.breaker_open()
     breaker_record(channel=stripe, failed=True)
     assert stripe.breaker_open()
+    assert stripe.breaker_open_until == NOW + timedelta(seconds=121)
 
     breaker_record(channel=stripe, failed=False)
     stripe.refresh_from_db()
@@ -214,8 +222,11 @@ def test_the_breaker_opens_after_the_threshold_and_a_success_closes_it():
 
 @pytest.mark.django_db
 def test_when_the_first_channel_refuses_connections_checkout_completes_on_the_second(
-    client, make_order, paypal, django_capture_on_commit_callbacks
+    client, make_order, paypal, django_capture_on_commit_callbacks, time_machine
 ):
+    # The clock stands still, so the breaker's 2-minute cool-down is still running when the second shopper
+    # comes, however slow the machine
+    time_machine.move_to(timezone.now(), tick=False)
     # Given a card channel whose API refuses connections, opening its breaker at the first failure
     PaymentChannel.objects.filter(code="stripe").update(api_base=DEAD, breaker_threshold=1)
     product = ProductFactory(price_amount=1500)
@@ -309,12 +320,14 @@ def test_credentials_are_names_of_variables_and_their_values_are_never_shown(adm
 
 
 @pytest.mark.django_db
-def test_webhooks_stop_waiting_on_a_provider_whose_breaker_opened(client, make_order, settings):
-    # Given Stripe accepts connections and never answers, and a breaker that opens after 2 failures
+def test_webhooks_stop_waiting_on_a_provider_whose_breaker_opened(client, make_order, settings, time_machine):
+    # Given Stripe accepts connections and never answers, and a breaker that opens after 2 failures (its
+    # 2-minute cool-down outlasting the five webhooks however slow the machine: the clock stands still)
     import socket
 
     from tests.conftest import payment_intent_event, signed_stripe_event
 
+    time_machine.move_to(timezone.now(), tick=False)
     hole = socket.socket()
     hole.bind(("127.0.0.1", 0))
     hole.listen(64)

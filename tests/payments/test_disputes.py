@@ -34,6 +34,7 @@ def paid_and_revealed(client, stripe_client, make_order, capture):
         {"line": order.lines.get().pk},
         REMOTE_ADDR="198.51.100.77",
         HTTP_USER_AGENT="Firefox/140",
+        follow=True,
     )
     return order, payment
 

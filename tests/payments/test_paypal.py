@@ -80,7 +80,7 @@ def test_paypal_payment_is_approved_captured_and_delivered_with_its_fee(
     assert with_captures.capture_ref == capture_id
     # 3.49% of 25.00 is 0.8725 -> 0.87, plus the fixed 0.49: 1.36 as PayPal reports it
     assert (with_captures.expected_fee, with_captures.actual_fee) == (136, 136)
-    page = client.post(f"/order/{keyed_order.token}/reveal/", {"line": keyed_order.lines.get().pk})
+    page = client.post(f"/order/{keyed_order.token}/reveal/", {"line": keyed_order.lines.get().pk}, follow=True)
     assert b'class="key"' in page.content
     assert LicenseKey.objects.filter(order_line__order=keyed_order, status=KeyStatus.SOLD).count() == 1
 
@@ -238,7 +238,7 @@ def test_forged_paypal_webhooks_are_refused_and_change_nothing(client, paypal_on
 
 @pytest.mark.django_db
 def test_a_certificate_not_issued_by_a_trusted_authority_is_refused(
-    client, paypal_only, keyed_order, settings, tmp_path
+    client, paypal_only, keyed_order, settings, tmp_path, caplog
 ):
     # Given the shop trusts only the real roots (not the fake's test CA)
     import certifi
@@ -252,9 +252,9 @@ def test_a_certificate_not_issued_by_a_trusted_authority_is_refused(
     # When a webhook signed with the fake's certificate arrives
     response = post_signed(client, paypal_only, event)
 
-    # Then it is refused
+    # Then it is refused (the answer is the same for every refusal; the log says why)
     assert response.status_code == 400
-    assert "trusted authority" in response.json()["error"]["message"]
+    assert "trusted authority" in caplog.text
 
 
 @pytest.mark.django_db
@@ -283,7 +283,12 @@ def test_a_paypal_dispute_marks_the_order_revokes_and_keeps_the_evidence(
     from riskengine.models import FraudLabel
 
     payment = approve_and_return(paypal_only, keyed_order)
-    client.post(f"/order/{keyed_order.token}/reveal/", {"line": keyed_order.lines.get().pk}, REMOTE_ADDR="203.0.113.50")
+    client.post(
+        f"/order/{keyed_order.token}/reveal/",
+        {"line": keyed_order.lines.get().pk},
+        REMOTE_ADDR="203.0.113.50",
+        follow=True,
+    )
     dispute = paypal_only.open_dispute(payment.capture_ref, reason="UNAUTHORISED")
     event = {"id": "WH-DISPUTE-1", "event_type": "CUSTOMER.DISPUTE.CREATED", "resource": dispute}
 

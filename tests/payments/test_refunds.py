@@ -64,7 +64,7 @@ def test_refunding_one_line_refunds_its_amount_and_withdraws_only_its_goods(
     # Then Stripe refunded 15.00, the book's link is dead, and the keys are still the shopper's
     assert refunds_at_stripe(stripe_client, payment) == [1500]
     assert client.get(download).status_code == 410
-    page = client.post(reverse("order-reveal", kwargs={"token": order.token}), {"line": key_line.pk})
+    page = client.post(reverse("order-reveal", kwargs={"token": order.token}), {"line": key_line.pk}, follow=True)
     assert len(KEY_SPAN.findall(page.content.decode())) == 2
     order.refresh_from_db()
     payment.refresh_from_db()

@@ -79,7 +79,9 @@ def test_purchase_through_localstripe_and_its_signed_webhook_shows_the_key(
     )
     sold = LicenseKey.objects.get(order_line__order=order)
     assert sold.reveal() in keys
-    page = Client().post(reverse("order-reveal", kwargs={"token": order.token}), {"line": order.lines.get().pk})
+    page = Client().post(
+        reverse("order-reveal", kwargs={"token": order.token}), {"line": order.lines.get().pk}, follow=True
+    )
     assert sold.reveal() in page.content.decode()
 
 

@@ -5,6 +5,7 @@ import uuid
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from fulfillment.models import KeyStatus, LicenseKey
 from orders.errors import MESSAGES
@@ -169,7 +170,7 @@ def test_every_reason_is_stored_with_rule_points_text_and_values():
         },
     ]
     assert (stored.stage, stored.score, stored.order_id) == ("paid", 35, order.pk)
-    assert 0 < stored.duration_ms < 5000
+    assert stored.duration_ms > 0  # measured, not judged: speed belongs to make bench
 
 
 # --- the pre-payment screen -------------------------------------------------------------------------------
@@ -352,9 +353,12 @@ def test_card_testing_through_the_pay_api_is_stopped(stripe_client, django_captu
 
 
 @pytest.mark.django_db
-def test_every_failed_attempt_on_one_payment_intent_counts(localstripe, django_capture_on_commit_callbacks):
+def test_every_failed_attempt_on_one_payment_intent_counts(
+    localstripe, django_capture_on_commit_callbacks, time_machine
+):
     # Given one PaymentIntent on which a card tester tries three cards, each declined (three distinct events),
     # and the last event delivered twice
+    time_machine.move_to(timezone.now(), tick=False)  # the counters are read over the last minute below
     use_only_rules(rule("Blocklisted identifier", RuleType.BLOCKLIST, 100))
     order = place_order(service(price_amount=1500), new_shopper(), django_capture_on_commit_callbacks)
     payment = payment_start_for_order(order=order)

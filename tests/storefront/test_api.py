@@ -357,7 +357,10 @@ def test_schema_documents_every_error_status_as_the_error_envelope(client):
     }
     assert all(answer == error for codes in declared.values() for answer in codes.values())
     body = schema["components"]["schemas"]["ApiErrorBody"]
-    assert (body["required"], sorted(body["properties"])) == (["code", "message"], ["code", "fields", "message"])
+    assert (body["required"], sorted(body["properties"])) == (
+        ["code", "message"],
+        ["code", "fields", "message", "order_url"],
+    )
 
 
 def test_schema_says_which_slugs_and_tokens_the_urls_accept(client):

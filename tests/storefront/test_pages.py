@@ -6,6 +6,7 @@ from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from catalog.models import FulfilmentKind
 from fulfillment.models import DeliveryAccess, LicenseKey
@@ -231,7 +232,10 @@ def test_order_page_by_token_shows_only_that_orders_keys(client, paid_order):
     assert response["Cache-Control"] == "no-store"
 
     # Then revealing shows my key only, and is logged with IP and user agent
-    revealed = client.post(f"/order/{mine.token}/reveal/", {"line": mine.lines.get().pk}, HTTP_USER_AGENT="UA/1")
+    revealed = client.post(
+        f"/order/{mine.token}/reveal/", {"line": mine.lines.get().pk}, HTTP_USER_AGENT="UA/1", follow=True
+    )
+    assert revealed.redirect_chain == [(f"/order/{mine.token}/", 303)]
     assert my_key in html(revealed)
     assert their_key not in html(revealed)
     assert revealed["Cache-Control"] == "no-store"
@@ -315,8 +319,10 @@ def test_order_lookup_sends_nothing_when_email_and_number_do_not_match(client, m
     assert order.token not in html(response)
 
 
-def test_order_lookup_is_rate_limited_per_ip(settings, make_order):
-    # Given one IP that has used up its lookups for the hour
+def test_order_lookup_is_rate_limited_per_ip(settings, make_order, time_machine):
+    # Given one IP that has used up its lookups for the hour (a clock that stands still: the limit counts per
+    # clock hour, and a count started before the turn of the hour would start again from zero after it)
+    time_machine.move_to(timezone.now(), tick=False)
     order = make_order((ProductFactory(kind=FulfilmentKind.SERVICE), 1), email="buyer@example.com")
     guesser = Client(REMOTE_ADDR="198.51.100.9")
     for i in range(settings.ORDER_LOOKUP_RATE):
@@ -462,6 +468,7 @@ def test_reveal_form_passes_csrf_as_a_browser_sends_it(paid_order):
         f"/order/{order.token}/reveal/",
         {"line": order.lines.get().pk, "csrfmiddlewaretoken": token},
         HTTP_ORIGIN="http://testserver",
+        follow=True,
     )
 
     assert revealed.status_code == 200

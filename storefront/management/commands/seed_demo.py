@@ -1,10 +1,18 @@
+import importlib
+
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from catalog.models import FulfilmentKind, Product
 from fulfillment.keys import keys_add_to_pool
+
+# The demo's logins, printed by `manage.py demo`. Development only, like storefront.settings_demo.
+MERCHANT_LOGIN = ("merchant", "merchant-demo-pass")  # superuser: the admin
+REVIEWER_LOGIN = ("reviewer", "reviewer-demo-pass")  # not staff: only the review queue at /review/
+REVIEWERS_GROUP = importlib.import_module("riskengine.migrations.0004_reviewers_group").REVIEWERS_GROUP
 
 DEMO_PRODUCTS = [
     {
@@ -49,11 +57,11 @@ DEMO_PRODUCTS = [
 
 
 class Command(BaseCommand):
-    help = "Create the demo catalog (with 50 license keys) and a merchant login. Safe to run again."
+    help = "Create the demo catalog (with 50 license keys), a merchant and a risk reviewer login. Safe to run again."
 
     def add_arguments(self, parser):
-        parser.add_argument("--username", default="merchant")
-        parser.add_argument("--password", default="merchant-demo-pass")
+        parser.add_argument("--username", default=MERCHANT_LOGIN[0])
+        parser.add_argument("--password", default=MERCHANT_LOGIN[1])
 
     @transaction.atomic
     def handle(self, *args, username: str, password: str, **options):
@@ -71,4 +79,16 @@ class Command(BaseCommand):
             user.is_superuser = True
             user.set_password(password)
             user.save()
-        self.stdout.write(self.style.SUCCESS(f"Demo catalog ready; merchant login {username} / {password}"))
+        reviewer_name, reviewer_password = REVIEWER_LOGIN
+        reviewer, created = user_model.objects.get_or_create(username=reviewer_name, defaults={"is_staff": False})
+        if created:
+            reviewer.set_password(reviewer_password)
+            reviewer.save()
+        # the group and its permissions come from migration riskengine/0004
+        reviewer.groups.add(Group.objects.get(name=REVIEWERS_GROUP))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo catalog ready; merchant login {username} / {password}, "
+                f"reviewer login {reviewer_name} / {reviewer_password}"
+            )
+        )
