@@ -20,10 +20,11 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from catalog.models import FulfilmentKind, Product
-from fulfillment.imports import KeyImportRejected, key_import_create
+from fulfillment.imports import KeyImportRejected, key_import_create, storage_rejection
 from fulfillment.keys import MAX_KEY_LENGTH, SharedKeyRejected, keys_export_unsold, keys_set_shared
 from fulfillment.models import ImportStatus, KeyImport, KeyStatus, LicenseKey
 from storefront.csv_export import csv_writer
+from storefront.uploads import upload_error
 
 IMPORT_PERMISSION = "fulfillment.add_licensekey"
 EXPORT_PERMISSION = "fulfillment.export_keys"
@@ -237,7 +238,11 @@ class ProductAdmin(admin.ModelAdmin):
         self._require(request, IMPORT_PERMISSION)
         product = get_object_or_404(Product, pk=product_id)
         form = KeyImportForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
+        spooling_failed = upload_error(request)
+        if spooling_failed is not None:  # the upload met a full disk before it reached us
+            form.is_valid()
+            form.add_error(None, storage_rejection(spooling_failed).message)
+        elif request.method == "POST" and form.is_valid():
             try:
                 key_import = key_import_create(
                     product=product,

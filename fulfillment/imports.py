@@ -209,9 +209,14 @@ def _store_source(key_import: KeyImport, source: File, *, name: str) -> None:
             if field.storage.exists(target):
                 field.storage.delete(target)
         logger.warning("key import for product %s not stored: %s", key_import.product_id, exc.strerror or exc)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise KeyImportRejected(STORAGE_FULL_MESSAGE) from exc
-        raise KeyImportRejected(STORAGE_FAILED_MESSAGE.format(reason=exc.strerror or type(exc).__name__)) from exc
+        raise storage_rejection(exc) from exc
+
+
+def storage_rejection(exc: OSError) -> KeyImportRejected:
+    """What to tell the merchant when the shop's disk or storage refused their file."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return KeyImportRejected(STORAGE_FULL_MESSAGE)
+    return KeyImportRejected(STORAGE_FAILED_MESSAGE.format(reason=exc.strerror or type(exc).__name__))
 
 
 @dataclass

@@ -194,6 +194,10 @@ STORAGES = {
     },
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "storefront.uploads.SpoolingUploadHandler",  # a full disk drops the file with a message, never a 500
+]
 
 # Email: console in development, EMAIL_URL (smtp://user:pass@host:587) in production.
 if env.str("EMAIL_URL", default=""):

@@ -206,3 +206,30 @@ def test_the_admin_import_page_shows_the_full_disk_and_records_nothing(disk_full
     assert not KeyImport.objects.exists()
     assert not LicenseKey.objects.exists()
     assert stored_files(disk_full) == []
+
+
+def test_an_upload_that_fills_the_temporary_disk_is_refused_on_the_admin_page(settings, monkeypatch):
+    # Given an upload large enough to be spooled to a temporary file, on a disk that is full
+    from django.core.files import uploadedfile
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(uploadedfile.tempfile, "NamedTemporaryFile", no_space)
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 10
+    merchant = get_user_model().objects.create_superuser("merchant", "m@example.com", "merchant-pass-1")
+    client = Client()
+    client.force_login(merchant)
+    product = ProductFactory()
+    url = reverse("admin:catalog_product_import_keys", args=[product.pk])
+
+    # When the merchant uploads it
+    response = client.post(
+        url, {"file": SimpleUploadedFile("keys.txt", FILE.encode()), "text": "", "delimiter": "line"}
+    )
+
+    # Then the import page says the storage is full, and nothing was recorded
+    assert response.status_code == 200
+    assert "the shop&#x27;s storage is full" in response.content.decode()
+    assert not KeyImport.objects.exists()
+    assert not LicenseKey.objects.exists()
