@@ -33,7 +33,7 @@ IDENTIFIERS = ["email", "ip", "device", "card"]
 PARAM_SPECS: dict[str, dict[str, tuple]] = {
     RuleType.BLOCKLIST: {},
     RuleType.VELOCITY: {
-        "metric": ("choice", ["orders", "failed_payments", "distinct_cards"]),
+        "metric": ("choice", ["orders", "failed_payments", "distinct_cards", "distinct_emails"]),
         "by": ("choices", IDENTIFIERS),
         "window_minutes": ("int", 1),
         "threshold": ("int", 0),
@@ -42,8 +42,12 @@ PARAM_SPECS: dict[str, dict[str, tuple]] = {
     RuleType.COUNTRY_MISMATCH: {"compare": ("choices", ["card", "billing"])},
     RuleType.AMOUNT_VS_HISTORY: {"multiple": ("number", 0), "first_purchase_max": ("int", 0)},
     RuleType.HIGH_RISK_PRODUCT: {},
-    RuleType.LINKED_FRAUD: {"hops": ("int", 1, 3)},
-    RuleType.RADAR: {"levels": ("choices", ["normal", "elevated", "highest"])},
+    RuleType.LINKED_FRAUD: {"hops": ("int", 1, 3), "weights": ("weights", IDENTIFIERS), "second_hop": ("number", 0)},
+    RuleType.RADAR: {
+        "levels": ("choices", ["normal", "elevated", "highest"]),
+        "score_from": ("int", 0, 100),
+        "score_to": ("int", 1, 100),
+    },
 }
 
 
@@ -75,6 +79,12 @@ def rule_params_errors(rule_type: str, params) -> list[str]:
                     errors.append(
                         f"Unknown {key} value(s) {', '.join(map(repr, unknown))}: use {', '.join(limits[0])}."
                     )
+        elif kind == "weights":
+            if not isinstance(value, dict) or any(
+                k not in limits[0] or isinstance(v, bool) or not isinstance(v, Real) or not 0 <= v <= 1
+                for k, v in value.items()
+            ):
+                errors.append(f"{key} must map {', '.join(limits[0])} to numbers from 0 to 1.")
         else:
             wanted = int if kind == "int" else Real
             if isinstance(value, bool) or not isinstance(value, wanted):

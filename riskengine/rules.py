@@ -2,15 +2,19 @@
 
 Parameters per type (RiskRule.params), with defaults:
 - blocklist: {} (any identifier on the blocklist; decides alone)
-- velocity: {"metric": "orders|failed_payments|distinct_cards", "by": ["email", "ip", "device", "card"],
-  "window_minutes": 60, "threshold": 3}  fires when a count exceeds the threshold
+- velocity: {"metric": "orders|failed_payments|distinct_cards|distinct_emails", "by": ["email", "ip", "device",
+  "card"], "window_minutes": 60, "threshold": 3}  fires when a count exceeds the threshold
 - disposable_email: {}
 - country_mismatch: {"compare": ["card", "billing"]}
 - amount_vs_history: {"multiple": 3, "first_purchase_max": 10000}  (minor units)
 - high_risk_product: {}
-- linked_fraud: {"hops": 2}
-- radar: {"levels": ["elevated"]}  (points when Radar's risk level is listed; manual_review/elevated hold
-  and highest declines regardless, see services)
+- linked_fraud: {"hops": 2, "weights": {"email": 1, "device": 1, "card": 1, "ip": 0.3}, "second_hop": 0.6}
+  (the rule's points times the strongest link's weight: an IP is shared by offices and carriers, so a link
+  through it alone weighs little and never declines)
+- radar: {"levels": ["elevated"]} or {"score_from": 40, "score_to": 90}: the rule's points when Radar's
+  risk level is listed; with score_from (and no levels unless given), points rising with Radar's risk_score
+  from score_from to score_to. Radar's manual_review holds and highest declines regardless; elevated holds
+  a customer with no paid history (see services).
 """
 
 from collections.abc import Callable
@@ -167,16 +171,25 @@ def rule_country_mismatch(rule: RiskRule, s: Signals) -> Hit | None:
     )
 
 
-def rule_amount_vs_history(rule: RiskRule, s: Signals) -> Hit | None:
+def history_average(s: Signals) -> float | None:
+    """The customer's average paid order in this currency (None: never paid before), once per evaluation."""
     from riskengine.selectors import customer_average_paid
 
-    multiple = float(rule.params.get("multiple", 3))
-    first_max = int(rule.params.get("first_purchase_max", 10000))
-    average = memoized(
+    return memoized(
         s,
         "history_average",
         lambda: customer_average_paid(email=s.email, currency=s.currency, excluding_order_id=s.order_id),
     )
+
+
+def paid_before(s: Signals) -> bool:
+    return history_average(s) is not None
+
+
+def rule_amount_vs_history(rule: RiskRule, s: Signals) -> Hit | None:
+    multiple = float(rule.params.get("multiple", 3))
+    first_max = int(rule.params.get("first_purchase_max", 10000))
+    average = history_average(s)
     if average is None:
         if s.amount > first_max:
             return Hit(
@@ -225,22 +238,41 @@ def rule_linked_fraud(rule: RiskRule, s: Signals) -> Hit | None:
     flagged = [link for link in links if link.fraud]
     if not flagged:
         return None
-    first = flagged[0]
-    reason = f"Linked to {len(flagged)} fraud/disputed order(s), e.g. {first.number} via {first.path}"
-    return Hit(rule.name, rule.type, rule.points, reason, {"orders": [link.number for link in flagged[:10]]})
+    strongest = max(flagged, key=lambda link: link_weight(rule, link.path))
+    points = round(rule.points * link_weight(rule, strongest.path))
+    if points <= 0:
+        return None
+    reason = f"Linked to {len(flagged)} fraud/disputed order(s), e.g. {strongest.number} via {strongest.path}"
+    return Hit(rule.name, rule.type, points, reason, {"orders": [link.number for link in flagged[:10]]})
+
+
+LINK_WEIGHTS = {"email": 1.0, "device": 1.0, "card": 1.0, "ip": 0.3}
+
+
+def link_weight(rule: RiskRule, path: str) -> float:
+    """How much a link along `path` ("ip", "card -> email") counts: its weakest step, less for each hop."""
+    weights = {**LINK_WEIGHTS, **rule.params.get("weights", {})}
+    steps = [step.strip() for step in path.split("->")]
+    factor = float(rule.params.get("second_hop", 0.6)) ** (len(steps) - 1)
+    return min(float(weights.get(step, 1.0)) for step in steps) * factor
 
 
 def rule_radar(rule: RiskRule, s: Signals) -> Hit | None:
-    level = (s.radar or {}).get("risk_level") or ""
-    if not level or level not in rule.params.get("levels", ["elevated"]):
+    radar = s.radar or {}
+    level, score = radar.get("risk_level") or "", radar.get("risk_score")
+    points, reason = 0, ""
+    levels = rule.params.get("levels", [] if "score_from" in rule.params else ["elevated"])
+    if level and level in levels:
+        points, reason = rule.points, f"Stripe Radar risk level {level}"
+    if "score_from" in rule.params and isinstance(score, int | float) and not isinstance(score, bool):
+        low, high = int(rule.params["score_from"]), int(rule.params.get("score_to", 100))
+        share = min(1.0, max(0.0, (score - low) / max(1, high - low)))
+        if round(rule.points * share) > points:
+            points = round(rule.points * share)
+            reason = f"Stripe Radar risk score {score:g} (counts from {low}, in full at {high})"
+    if points <= 0:
         return None
-    return Hit(
-        rule.name,
-        rule.type,
-        rule.points,
-        f"Stripe Radar risk level {level}",
-        {"risk_level": level, "risk_score": s.radar.get("risk_score")},
-    )
+    return Hit(rule.name, rule.type, points, reason, {"risk_level": level, "risk_score": score})
 
 
 EVALUATORS: dict[str, Callable[[RiskRule, Signals], Hit | None]] = {

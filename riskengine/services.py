@@ -9,8 +9,8 @@ from django.db import transaction
 from orders.models import Order
 from riskengine.config import RiskConfig, risk_config
 from riskengine.models import RiskAssessment, RiskDecision, RiskRule, RiskSettings, RuleMode
-from riskengine.rules import EVALUATORS, PRE_PAYMENT_TYPES, Hit, list_matches, velocity_requests
-from riskengine.signals import Signals, identifiers, signals_for_order
+from riskengine.rules import EVALUATORS, PRE_PAYMENT_TYPES, Hit, list_matches, paid_before, velocity_requests
+from riskengine.signals import Signals, email_key, identifiers, signals_for_order
 from riskengine.velocity import velocity_counts_many, velocity_record
 
 logger = logging.getLogger(__name__)
@@ -56,8 +56,9 @@ def _evaluate(signals: Signals, *, rules: list[RiskRule], thresholds: RiskSettin
 
     Allowlisted identifiers approve; a hard rule (blocklist) or Radar's 'highest' declines alone;
     otherwise the active rules' points decide against the thresholds, and Radar's 'manual_review'
-    outcome or 'elevated' level hold the order for a person at least. Shadow rules are evaluated and
-    reported but never change the decision.
+    outcome holds the order for a person at least, and so does its 'elevated' level for a customer who never
+    paid before (a known customer's elevated payment counts its points, see rules.rule_radar). Shadow rules
+    are evaluated and reported but never change the decision.
     """
     hits: list[Hit] = []
     shadow: list[Hit] = []
@@ -79,8 +80,8 @@ def _evaluate(signals: Signals, *, rules: list[RiskRule], thresholds: RiskSettin
         hits.append(Hit("radar", "radar", 0, f"Stripe Radar risk level {level}", {"risk_level": level}, True))
     if any(h.hard for h in hits) or score >= thresholds.decline_threshold:
         return Verdict(RiskDecision.DECLINE, score, hits, shadow)
-    if outcome in RADAR_HOLD_OUTCOMES or level in RADAR_HOLD_LEVELS:
-        what = "manual review" if outcome in RADAR_HOLD_OUTCOMES else f"risk level {level}"
+    if outcome in RADAR_HOLD_OUTCOMES or (level in RADAR_HOLD_LEVELS and not paid_before(signals)):
+        what = "manual review" if outcome in RADAR_HOLD_OUTCOMES else f"risk level {level}, no paid history"
         hits.append(Hit("radar", "radar", 0, f"Stripe Radar {what}: held for review", dict(radar)))
         return Verdict(RiskDecision.REVIEW, score, hits, shadow)
     if score >= thresholds.review_threshold:
@@ -130,8 +131,15 @@ def risk_record_event(*, order: Order, event: str, card_fingerprint: str = "", a
     ids = identifiers(signals)
     card = card_fingerprint or signals.card_fingerprint
     others = {k: v for k, v in ids.items() if k != "card"}
+    mailbox = email_key(signals.email)
     if event == "order_placed":
-        transaction.on_commit(lambda: velocity_record(metric="orders", ids=ids, member=str(order.pk)), robust=True)
+        shared = {k: v for k, v in others.items() if k != "email"}  # the IP and device the email came from
+
+        def placed() -> None:
+            velocity_record(metric="orders", ids=ids, member=str(order.pk))
+            velocity_record(metric="distinct_emails", ids=shared, member=mailbox)
+
+        transaction.on_commit(placed, robust=True)
     elif event == "payment_failed":
         member = attempt or f"{order.pk}:{time.time()}"
         failed_ids = {**ids, "card": card} if card else ids
@@ -140,8 +148,10 @@ def risk_record_event(*, order: Order, event: str, card_fingerprint: str = "", a
             velocity_record(metric="failed_payments", ids=failed_ids, member=member)
             if card:
                 velocity_record(metric="distinct_cards", ids=others, member=card)
+                velocity_record(metric="distinct_emails", ids={"card": card}, member=mailbox)
 
         transaction.on_commit(record, robust=True)
     elif event == "card_used" and card:
         velocity_record(metric="distinct_cards", ids=others, member=card)
         velocity_record(metric="orders", ids={"card": card}, member=str(order.pk))
+        velocity_record(metric="distinct_emails", ids={"card": card}, member=mailbox)

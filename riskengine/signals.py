@@ -28,6 +28,29 @@ class Signals:
     memo: dict = field(default_factory=dict, compare=False, repr=False)
 
 
+# Providers that deliver "a.b+tag@" to "ab@" (dots ignored) or at least ignore the +tag part.
+_DOTS_IGNORED = {"gmail.com", "googlemail.com"}
+_PLUS_TAGS = _DOTS_IGNORED | {
+    "outlook.com", "hotmail.com", "live.com", "icloud.com", "me.com", "mac.com", "fastmail.com",
+    "protonmail.com", "proton.me", "pm.me", "yandex.ru", "yandex.com",
+}  # fmt: skip
+_SAME_MAILBOX = {"googlemail.com": "gmail.com"}
+
+
+def email_key(email: str) -> str:
+    """One mailbox, however it is written: case folded, and the dots and +tags its provider ignores removed
+    ("J.Doe+shop@GMail.com" -> "jdoe@gmail.com"). Who opens many emails opens many of these."""
+    local, _, domain = email.strip().casefold().rpartition("@")
+    if not local:
+        return email.strip().casefold()
+    domain = _SAME_MAILBOX.get(domain, domain)
+    if domain in _PLUS_TAGS:
+        local = local.split("+", 1)[0]
+    if domain in _DOTS_IGNORED:
+        local = local.replace(".", "")
+    return f"{local}@{domain}"
+
+
 def ip_country(ip: str | None) -> str:
     if not ip:
         return ""

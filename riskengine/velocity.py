@@ -1,7 +1,8 @@
 """Velocity counters: Redis sorted sets, with the database as the fallback when Redis is down.
 
-Three event streams are counted per identifier (email, IP, device, card fingerprint):
-orders placed, failed payments, and distinct cards seen. Redis answers in one pipeline round trip;
+Four event streams are counted per identifier (email, IP, device, card fingerprint):
+orders placed, failed payments, distinct cards seen, and distinct emails seen (one card or device
+under many emails is a stolen card or a ring). Redis answers in one pipeline round trip;
 if it cannot be reached the same counts come from PostgreSQL, so the engine keeps deciding.
 """
 
@@ -17,10 +18,11 @@ from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from riskengine.config import LINK_FIELDS
+from riskengine.signals import email_key
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("orders", "failed_payments", "distinct_cards")
+METRICS = ("orders", "failed_payments", "distinct_cards", "distinct_emails")
 MAX_WINDOW_SECONDS = 30 * 24 * 3600
 BREAKER_SECONDS = 10.0
 _client: redis.Redis | None = None
@@ -56,7 +58,8 @@ def _key(metric: str, kind: str, value: str) -> str:
 
 
 def velocity_record(*, metric: str, ids: dict[str, str], member: str, at: float | None = None) -> None:
-    """Record one event (an order id, a failure id, or a card fingerprint for distinct_cards)."""
+    """Record one event (an order id, a failure id, a card fingerprint for distinct_cards, an email for
+    distinct_emails)."""
     client = _redis()
     if client is None:
         return
@@ -141,7 +144,7 @@ def _database_counts_many(requests: list[Request]) -> dict[Request, int]:
         elif metric == "failed_payments":
             counts.update(_failed_payment_counts(wanted, since, earliest))
         else:
-            counts.update(_distinct_card_counts(wanted, since, earliest, by_identifier))
+            counts.update(_distinct_counts(wanted, since, earliest, by_identifier, of=metric.split("_", 1)[1]))
     return counts
 
 
@@ -176,30 +179,39 @@ def _failed_payment_counts(wanted: list[Request], since: dict, earliest) -> dict
     return counts
 
 
-def _distinct_card_counts(wanted: list[Request], since: dict, earliest, by_identifier: Q) -> dict[Request, int]:
-    """Cards seen per identifier: paid with (the order's card) or declined (the failed attempt's card)."""
+def _distinct_counts(wanted: list[Request], since: dict, earliest, by_identifier: Q, *, of: str) -> dict[Request, int]:
+    """Distinct cards (`of="cards"`) or emails (`of="emails"`) seen per identifier: on orders (the card paid
+    with) and on declined attempts (the declined card, which also counts as the attempt's card identifier)."""
     from orders.models import Order, OrderEvent
 
     fields = list(LINK_FIELDS.values())
-    seen: list[tuple[dict, str, object]] = []  # (identifier values of the order, card, when)
-    paid = Order.objects.filter(by_identifier, created_at__gte=earliest).exclude(card_fingerprint="")
-    for row in paid.values(*fields, "created_at"):
-        seen.append((row, row["card_fingerprint"], row["created_at"]))
+    card_field = LINK_FIELDS["card"]
+    seen: list[tuple[dict, str, str, object]] = []  # (identifier values, card, email, when)
+    orders = Order.objects.filter(by_identifier, created_at__gte=earliest)
+    if of == "cards":
+        orders = orders.exclude(card_fingerprint="")
+    for row in orders.values(*fields, "created_at"):
+        seen.append((row, row[card_field], row["email"], row["created_at"]))
+    declined_by = by_identifier
+    cards = [value for _, kind, value, _ in wanted if kind == "card"]
     declined = (
-        OrderEvent.objects.filter(
-            order__in=Order.objects.filter(by_identifier), type="payment_failed", created_at__gte=earliest
-        )
+        OrderEvent.objects.filter(type="payment_failed", created_at__gte=earliest)
         .annotate(card=_declined_card())
         .exclude(card="")
         .exclude(card__isnull=True)
-        .values("card", "created_at", *(f"order__{f}" for f in fields))
     )
-    for row in declined:
-        seen.append(({f: row[f"order__{f}"] for f in fields}, row["card"], row["created_at"]))
+    declined = declined.filter(Q(order__in=Order.objects.filter(declined_by)) | Q(card__in=cards))
+    for row in declined.values("card", "created_at", *(f"order__{f}" for f in fields)):
+        ids = {f: row[f"order__{f}"] for f in fields} | {card_field: row["card"]}
+        seen.append((ids, row["card"], ids["email"], row["created_at"]))
     counts: dict[Request, int] = {}
     for request in wanted:
         _, kind, value, _ = request
         field = LINK_FIELDS[kind]
-        cards = {card for ids, card, when in seen if str(ids[field]) == value and when >= since[request]}
-        counts[request] = len(cards - {None, ""})
+        found = {
+            (card if of == "cards" else email_key(email or ""))
+            for ids, card, email, when in seen
+            if str(ids[field]) == value and when >= since[request]
+        }
+        counts[request] = len(found - {None, ""})
     return counts

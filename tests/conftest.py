@@ -1,5 +1,6 @@
 import json
 import time
+import uuid
 
 import pytest
 import stripe
@@ -169,6 +170,13 @@ def _default_payment_channels(request):
     for fields in importlib.import_module("payments.migrations.0003_default_channels").CHANNELS:
         PaymentChannel.objects.get_or_create(code=fields["code"], defaults=fields)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _velocity_keys_of_this_test(settings):
+    """Velocity counters of this test only: a recorded charge (one card fingerprint) paid in many tests must not
+    count as one card under many emails in the next."""
+    settings.RISK_VELOCITY_PREFIX = f"{settings.RISK_VELOCITY_PREFIX}:{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,14 +10,13 @@ Without Chromium the tests skip themselves, saying why.
 
 import contextlib
 import glob
-import importlib
 import re
 import uuid
 from pathlib import Path
 
 import pytest
-from django.apps import apps as django_apps
 
+from riskengine.defaults import shipped_rules_install
 from tests.e2e.chromium import LAUNCH_ARGS, SKIP_REASON, find_chromium
 
 CHROMIUM = find_chromium()
@@ -149,8 +148,7 @@ def shop(live_server, localstripe, settings):
     Velocity counters get a prefix of their own, so orders placed by earlier tests from this same
     browser address (127.0.0.1) never count against this one.
     """
-    defaults = importlib.import_module("riskengine.migrations.0003_default_rules")
-    defaults.create_defaults(django_apps, None)
+    shipped_rules_install()
     settings.SITE_URL = live_server.url  # links in emails and the fake PayPal's return address
     settings.RISK_VELOCITY_PREFIX = f"{settings.RISK_VELOCITY_PREFIX}:e2e{uuid.uuid4().hex[:8]}"
     return live_server

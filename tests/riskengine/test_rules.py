@@ -5,7 +5,6 @@ flushed, so every test here uses identifiers of its own (uuid emails, devices, c
 addresses in 2001:db8::/32) and cannot see another run's counts.
 """
 
-import importlib
 import ipaddress
 import json
 import time
@@ -27,6 +26,7 @@ from payments.providers.base import PaymentSnapshot
 from payments.providers.stripe import charge_signals
 from payments.services import payment_apply_snapshot, payment_start_for_order
 from riskengine import velocity
+from riskengine.defaults import shipped_rules_install
 from riskengine.models import (
     FraudLabel,
     ListEntry,
@@ -36,7 +36,6 @@ from riskengine.models import (
     RiskDecision,
     RiskRule,
     RiskSettings,
-    RuleMode,
     RuleType,
 )
 from riskengine.rules import (
@@ -166,22 +165,8 @@ def redis_down(monkeypatch):
 
 
 def use_shipped_rules() -> None:
-    """Exactly the shipped rules (migration 0003) and thresholds, whatever an earlier test changed or flushed."""
-    shipped = importlib.import_module("riskengine.migrations.0003_default_rules").DEFAULT_RULES
-    RiskRule.objects.exclude(name__in=[name for name, *_ in shipped]).update(enabled=False)
-    for name, type_, params, points, description in shipped:
-        RiskRule.objects.update_or_create(
-            name=name,
-            defaults={
-                "type": type_,
-                "params": params,
-                "points": points,
-                "description": description,
-                "enabled": True,
-                "mode": RuleMode.ACTIVE,
-            },
-        )
-    RiskSettings.objects.update_or_create(pk=1, defaults={"review_threshold": 40, "decline_threshold": 80})
+    """Exactly the shipped rules and thresholds, whatever an earlier test changed or flushed."""
+    shipped_rules_install()
 
 
 def use_only_rules(*rules: RiskRule, review: int = 40, decline: int = 80) -> list[RiskRule]:
@@ -777,9 +762,19 @@ def test_radar_normal_or_not_assessed_is_approved_and_delivered(stocked, payload
     [
         (
             "charge_radar_elevated.json",
-            ["Stripe Radar risk level elevated", "Stripe Radar risk level elevated: held for review"],
+            [
+                "Stripe Radar risk level elevated",
+                "Stripe Radar risk score 67 (counts from 40, in full at 90)",
+                "Stripe Radar risk level elevated, no paid history: held for review",
+            ],
         ),
-        ("charge_radar_manual_review.json", ["Stripe Radar manual review: held for review"]),
+        (
+            "charge_radar_manual_review.json",
+            [
+                "Stripe Radar risk score 41 (counts from 40, in full at 90)",
+                "Stripe Radar manual review: held for review",
+            ],
+        ),
     ],
     ids=["elevated", "manual_review"],
 )
