@@ -190,21 +190,26 @@ def test_a_full_disk_refuses_the_import_with_a_clear_message_and_records_nothing
     assert stored_files(disk_full) == []  # the half-written file held keys in clear
 
 
-def test_the_admin_import_page_shows_the_full_disk_and_records_nothing(disk_full):
+def upload_on_the_admin_import_page():
+    """A merchant uploads FILE on a product's key-import page; the page they get back."""
     merchant = get_user_model().objects.create_superuser("merchant", "m@example.com", "merchant-pass-1")
     client = Client()
     client.force_login(merchant)
-    product = ProductFactory()
-    url = reverse("admin:catalog_product_import_keys", args=[product.pk])
+    url = reverse("admin:catalog_product_import_keys", args=[ProductFactory().pk])
+    return client.post(url, {"file": SimpleUploadedFile("keys.txt", FILE.encode()), "text": "", "delimiter": "line"})
 
-    response = client.post(
-        url, {"file": SimpleUploadedFile("keys.txt", FILE.encode()), "text": "", "delimiter": "line"}
-    )
 
+def assert_told_the_storage_is_full_and_nothing_recorded(response) -> None:
     assert response.status_code == 200
     assert "the shop&#x27;s storage is full" in response.content.decode()
     assert not KeyImport.objects.exists()
     assert not LicenseKey.objects.exists()
+
+
+def test_the_admin_import_page_shows_the_full_disk_and_records_nothing(disk_full):
+    response = upload_on_the_admin_import_page()
+
+    assert_told_the_storage_is_full_and_nothing_recorded(response)
     assert stored_files(disk_full) == []
 
 
@@ -217,19 +222,6 @@ def test_an_upload_that_fills_the_temporary_disk_is_refused_on_the_admin_page(se
 
     monkeypatch.setattr(uploadedfile.tempfile, "NamedTemporaryFile", no_space)
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 10
-    merchant = get_user_model().objects.create_superuser("merchant", "m@example.com", "merchant-pass-1")
-    client = Client()
-    client.force_login(merchant)
-    product = ProductFactory()
-    url = reverse("admin:catalog_product_import_keys", args=[product.pk])
 
-    # When the merchant uploads it
-    response = client.post(
-        url, {"file": SimpleUploadedFile("keys.txt", FILE.encode()), "text": "", "delimiter": "line"}
-    )
-
-    # Then the import page says the storage is full, and nothing was recorded
-    assert response.status_code == 200
-    assert "the shop&#x27;s storage is full" in response.content.decode()
-    assert not KeyImport.objects.exists()
-    assert not LicenseKey.objects.exists()
+    # When the merchant uploads it, then the import page says the storage is full, and nothing was recorded
+    assert_told_the_storage_is_full_and_nothing_recorded(upload_on_the_admin_import_page())
