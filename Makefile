@@ -6,8 +6,14 @@ STAMP := $(VENV)/.installed-$(shell cksum requirements.lock.txt | cut -d' ' -f1)
 # The browser tests drive Debian's Chromium (Playwright's own browser download is not used); the font
 # draws the Simplified Chinese pages in their screenshots.
 E2E_APT := apt-get install -y chromium fonts-wqy-microhei
+# axe-core (accessibility checks in the browser tests) is one vendored file, never served by the shop;
+# Lighthouse is installed from npm into .cache, for `make lighthouse` only.
+AXE_FILE := tests/e2e/vendor/axe.min.js
+AXE_VERSION := 4.10.3
+LIGHTHOUSE_DIR := .cache/lighthouse
+LIGHTHOUSE_VERSION := 12.2.3
 
-.PHONY: install demo test lint format e2e bench messages clean
+.PHONY: install demo test lint format e2e chromium lighthouse bench messages clean
 
 $(STAMP): requirements.lock.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %d.%d)" % sys.version_info[:2])'
@@ -29,11 +35,27 @@ demo: install
 
 ## test: lint, migration check, the whole suite on PostgreSQL + Redis, then the purchase smoke suite on the
 ## demo's own settings (SQLite, Celery eager, localstripe, the fake PayPal; tests/smoke_sqlite)
-test: install lint
+test: install lint $(AXE_FILE)
 	$(PY) tests/harness.py
 
-## e2e: only the browser tests (tests/e2e), installing Debian's Chromium and a CJK font first when missing
-e2e: install
+## e2e: only the browser tests (tests/e2e), installing Debian's Chromium and a CJK font first when missing;
+## every shopper page at 1280 and 390 px in both languages goes to .cache/e2e/pages/, with .cache/e2e/contact-sheet.png
+e2e: install chromium $(AXE_FILE)
+	$(PY) tests/harness.py tests/e2e
+
+## lighthouse: Lighthouse's performance and accessibility scores of home, product, checkout and order (at least 95)
+lighthouse: install chromium $(AXE_FILE)
+	test -x $(LIGHTHOUSE_DIR)/node_modules/.bin/lighthouse || \
+		npm install --prefix $(LIGHTHOUSE_DIR) --no-audit --no-fund --save-exact lighthouse@$(LIGHTHOUSE_VERSION)
+	LIGHTHOUSE=$(CURDIR)/$(LIGHTHOUSE_DIR)/node_modules/.bin/lighthouse $(PY) tests/harness.py tests/e2e/test_lighthouse.py; \
+		status=$$?; cat .cache/e2e/lighthouse.txt 2>/dev/null; exit $$status
+
+$(AXE_FILE):
+	mkdir -p $(dir $@) .cache/axe-core
+	cd .cache/axe-core && npm pack --silent axe-core@$(AXE_VERSION) && tar xzf axe-core-$(AXE_VERSION).tgz
+	cp .cache/axe-core/package/axe.min.js $@
+
+chromium:
 	@have_chromium() { if [ -n "$$CHROMIUM_PATH" ]; then [ -x "$$CHROMIUM_PATH" ]; \
 		else [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; fi; }; \
 	have_cjk_font() { fc-list :lang=zh 2>/dev/null | grep -q .; }; \
@@ -46,7 +68,6 @@ e2e: install
 	else \
 		echo "[make e2e] Chromium is missing. Install it with: sudo $(E2E_APT)"; exit 1; \
 	fi
-	$(PY) tests/harness.py tests/e2e
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -19,11 +19,16 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from catalog.models import FulfilmentKind, Product
+from catalog.admin_forms import PriceBreakInline, ProductForm, ProductImageInline
+from catalog.images import ImageRejected
+from catalog.models import Category, FulfilmentKind, Product, ProductImage
+from catalog.services import product_image_prepare
 from fulfillment.imports import KeyImportRejected, key_import_create, storage_rejection
 from fulfillment.keys import MAX_KEY_LENGTH, SharedKeyRejected, keys_export_unsold, keys_set_shared
 from fulfillment.models import ImportStatus, KeyImport, KeyStatus, LicenseKey
+from storefront.branding import branding_forget
 from storefront.csv_export import csv_writer
+from storefront.templatetags.money import money
 from storefront.uploads import upload_error
 
 IMPORT_PERMISSION = "fulfillment.add_licensekey"
@@ -157,20 +162,44 @@ class SharedKeyForm(forms.Form):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
+    form = ProductForm
+    inlines = [ProductImageInline, PriceBreakInline]
     list_display = (
         "name",
         "kind",
-        "price_amount",
-        "currency",
+        "price",
+        "category",
+        "featured",
         "is_active",
         "stock",
         "reserved",
         "sold",
         "low_stock",
     )
-    list_filter = ("kind", "is_active", "currency")
+    list_filter = ("kind", "is_active", "category", "featured", "currency")
     search_fields = ("name", "name_zh_hans", "slug")
     prepopulated_fields = {"slug": ("name",)}
+
+    def get_fields(self, request, obj=None):
+        fields = [name for name in super().get_fields(request, obj) if name != "price"]
+        fields.insert(fields.index("currency"), "price")
+        return fields
+
+    @admin.display(description="price", ordering="price_amount")
+    def price(self, obj):
+        return money(obj.price_amount, obj.currency)
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        if formset.model is not ProductImage:
+            return
+        for image_form in formset.forms:
+            image = image_form.instance
+            if image.pk and "original" in image_form.changed_data:
+                try:
+                    product_image_prepare(image=image)
+                except ImageRejected:
+                    messages.error(request, f"{image.original.name} is not a picture the shop can read.")
 
     @property
     def change_form_template(self):  # type: ignore[override]
@@ -321,3 +350,31 @@ def _csv_lines(rows):
     yield writer.writerow(["key", "note"])
     for key, note in rows:
         yield writer.writerow([key, note])
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    """Shelves of the shop; `position` orders them in the menu and on the home page."""
+
+    list_display = ("name", "name_zh_hans", "slug", "position")
+    list_editable = ("position",)
+    prepopulated_fields = {"slug": ("name",)}
+    search_fields = ("name", "name_zh_hans")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        branding_forget()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        branding_forget()
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        branding_forget()
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        if request.method == "POST":  # positions edited in the list
+            branding_forget()
+        return response

@@ -1,3 +1,4 @@
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
@@ -16,6 +17,37 @@ class StockDisplay(models.TextChoices):
     COUNT = "count", _("Exact count")
 
 
+def _in_chinese() -> bool:
+    return (get_language() or "").lower().startswith("zh")
+
+
+class Category(models.Model):
+    """A shelf of the shop: shown on the home page and in the menu, in the merchant's order."""
+
+    name = models.CharField(_("name"), max_length=100)
+    name_zh_hans = models.CharField(_("name (Simplified Chinese)"), max_length=100, blank=True)
+    slug = models.SlugField(unique=True)
+    description = models.TextField(_("description"), blank=True)
+    description_zh_hans = models.TextField(_("description (Simplified Chinese)"), blank=True)
+    position = models.PositiveSmallIntegerField(_("position"), default=0, help_text=_("Lower comes first."))
+
+    class Meta:
+        ordering = ["position", "name"]
+        verbose_name = _("category")
+        verbose_name_plural = _("categories")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def localized_name(self) -> str:
+        return (self.name_zh_hans if _in_chinese() else "") or self.name
+
+    @property
+    def localized_description(self) -> str:
+        return (self.description_zh_hans if _in_chinese() else "") or self.description
+
+
 class Product(models.Model):
     """Something the shop sells. Prices are integer minor units plus an ISO currency."""
 
@@ -29,6 +61,15 @@ class Product(models.Model):
     currency = models.CharField(_("currency"), max_length=3, default="USD")
     max_per_order = models.PositiveSmallIntegerField(_("maximum per order"), default=5)
     is_active = models.BooleanField(_("on sale"), default=True)
+    category = models.ForeignKey(
+        Category,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="products",
+        verbose_name=_("category"),
+    )
+    featured = models.BooleanField(_("featured on the home page"), default=False)
     high_risk = models.BooleanField(_("high-risk product"), default=False, help_text=_("Adds risk points."))
     redemption_instructions = models.TextField(_("redemption instructions"), blank=True)
     redemption_instructions_zh_hans = models.TextField(_("redemption instructions (Simplified Chinese)"), blank=True)
@@ -100,3 +141,68 @@ class Product(models.Model):
         if (get_language() or "").lower().startswith("zh") and self.description_zh_hans:
             return self.description_zh_hans
         return self.description
+
+    def unit_price_for(self, quantity: int) -> int:
+        """The unit price at this quantity: the best price break reached, else the list price.
+
+        Reads `price_breaks` through the prefetch cache when the caller prefetched them."""
+        price = self.price_amount
+        for price_break in self.price_breaks.all():
+            if quantity >= price_break.min_quantity:
+                price = min(price, price_break.unit_amount)
+        return price
+
+
+class PriceBreak(models.Model):
+    """A lower unit price from a quantity on (wholesale, 批发价), in the product's currency's minor units."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="price_breaks")
+    min_quantity = models.PositiveSmallIntegerField(_("from quantity"), validators=[MinValueValidator(2)])
+    unit_amount = models.PositiveIntegerField(_("unit price (minor units)"))
+
+    class Meta:
+        ordering = ["min_quantity"]
+        verbose_name = _("quantity price")
+        verbose_name_plural = _("quantity prices")
+        constraints = [
+            models.UniqueConstraint(fields=["product", "min_quantity"], name="pricebreak_one_per_quantity"),
+            models.CheckConstraint(condition=models.Q(min_quantity__gte=2), name="pricebreak_quantity_min_2"),
+            models.CheckConstraint(condition=models.Q(unit_amount__gt=0), name="pricebreak_price_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.min_quantity}+"
+
+
+def public_storage():
+    from django.core.files.storage import storages
+
+    return storages["public"]
+
+
+class ProductImage(models.Model):
+    """A product photo: the merchant's upload and the WebP sizes the shop serves (storefront.images)."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="images")
+    original = models.ImageField(_("image"), storage=public_storage, upload_to="products/original/")
+    large = models.ImageField(storage=public_storage, upload_to="products/", blank=True, editable=False)
+    large_width = models.PositiveIntegerField(default=0, editable=False)
+    large_height = models.PositiveIntegerField(default=0, editable=False)
+    thumb = models.ImageField(storage=public_storage, upload_to="products/", blank=True, editable=False)
+    thumb_width = models.PositiveIntegerField(default=0, editable=False)
+    thumb_height = models.PositiveIntegerField(default=0, editable=False)
+    alt = models.CharField(_("description for screen readers"), max_length=200, blank=True)
+    alt_zh_hans = models.CharField(_("description (Simplified Chinese)"), max_length=200, blank=True)
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name = _("product image")
+        verbose_name_plural = _("product images")
+
+    def __str__(self) -> str:
+        return self.original.name
+
+    @property
+    def localized_alt(self) -> str:
+        return (self.alt_zh_hans if _in_chinese() else "") or self.alt or self.product.localized_name

@@ -1,6 +1,8 @@
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
-from catalog.models import FulfilmentKind, Product, StockDisplay
+from catalog.models import Category, FulfilmentKind, Product, StockDisplay
 from fulfillment.models import KeyStatus
 
 
@@ -13,6 +15,48 @@ def product_list_for_sale() -> QuerySet[Product]:
 
 def product_get_for_sale(*, slug: str) -> Product:
     return product_list_for_sale().get(slug=slug)
+
+
+def product_list_for_shelf() -> QuerySet[Product]:
+    """Products on sale as the shop's pages show them: stock counted, category and images fetched along."""
+    return product_list_for_sale().select_related("category").prefetch_related("images", "price_breaks")
+
+
+def product_get_for_page(*, slug: str) -> Product:
+    """One product on sale with everything its page shows, in a fixed number of queries."""
+    return product_list_for_shelf().get(slug=slug)
+
+
+def category_products(*, category: Category) -> QuerySet[Product]:
+    return product_list_for_shelf().filter(category=category)
+
+
+SEARCH_FIELDS = ("name", "name_zh_hans", "description", "description_zh_hans")
+MAX_QUERY_LENGTH = 100
+
+
+def product_search(*, query: str) -> QuerySet[Product]:
+    """Products on sale matching the shopper's words.
+
+    PostgreSQL: full-text search over names and descriptions (the "simple" dictionary: the shop speaks two
+    languages); names also match as substrings, since Chinese puts no spaces between words. Elsewhere (the
+    demo's SQLite): every word must appear in a name or a description.
+    """
+    query = " ".join(query.split())[:MAX_QUERY_LENGTH]
+    if not query:
+        return product_list_for_shelf().none()
+    if connection.vendor == "postgresql":
+        words = SearchQuery(query, search_type="websearch", config="simple")
+        matching = (
+            Product.objects.annotate(document=SearchVector(*SEARCH_FIELDS, config="simple"))
+            .filter(Q(document=words) | Q(name__icontains=query) | Q(name_zh_hans__icontains=query))
+            .values("pk")
+        )
+        return product_list_for_shelf().filter(pk__in=matching)
+    found = Q()
+    for word in query.split():
+        found &= Q(*[Q(**{f"{field}__icontains": word}) for field in SEARCH_FIELDS], _connector=Q.OR)
+    return product_list_for_shelf().filter(found)
 
 
 def product_stock_label(product: Product) -> dict:

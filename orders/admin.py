@@ -1,3 +1,5 @@
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -6,13 +8,17 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django_countries import countries
 
 from orders.models import Order, OrderEvent, OrderLine, OrderStatus
 from orders.services import order_mark_lines_shipped
 from orders.status import IllegalTransition
+from storefront.templatetags.money import money
 
 
 class OrderLineInline(admin.TabularInline):
+    """What was sold, as it was sold: read-only (staff act through refunds and actions, which are audited)."""
+
     model = OrderLine
     extra = 0
     can_delete = False
@@ -20,8 +26,8 @@ class OrderLineInline(admin.TabularInline):
         "product_name",
         "kind",
         "quantity",
-        "unit_price",
-        "line_total",
+        "unit_price_shown",
+        "line_total_shown",
         "delivered_at",
         "shipped_at",
         "booking_reference",
@@ -29,18 +35,46 @@ class OrderLineInline(admin.TabularInline):
     )
     readonly_fields = fields
 
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="unit price")
+    def unit_price_shown(self, line: OrderLine) -> str:
+        return money(line.unit_price, line.order.currency)
+
+    @admin.display(description="line total")
+    def line_total_shown(self, line: OrderLine) -> str:
+        return money(line.line_total, line.order.currency)
+
 
 class OrderEventInline(admin.TabularInline):
     model = OrderEvent
     extra = 0
     can_delete = False
-    fields = ("created_at", "type", "from_status", "to_status", "actor", "note", "data")
+    fields = ("created_at", "type", "from_status", "to_status", "actor", "note", "details")
     readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="data")
+    def details(self, event: OrderEvent) -> str:
+        """The event's data wrapped within the column, so a long value never widens the table."""
+        if not event.data:
+            return "-"
+        text = json.dumps(event.data, ensure_ascii=False, sort_keys=True)
+        return format_html('<code style="display:block;max-width:32em;overflow-wrap:anywhere">{}</code>', text)
 
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ("number", "email", "status", "payment_state", "total_amount", "currency", "created_at")
+    list_display = ("number", "email", "status", "payment_state", "total", "created_at")
     list_filter = ("status", "payment_state")
     search_fields = ("number", "email")
     exclude = ("token",)
@@ -49,12 +83,15 @@ class OrderAdmin(admin.ModelAdmin):
         "email",
         "status",
         "payment_state",
-        "currency",
-        "subtotal_amount",
-        "shipping_amount",
-        "total_amount",
+        "subtotal",
+        "shipping",
+        "total",
         "purchase_ip",
         "user_agent",
+        "device_id",
+        "card_fingerprint",
+        "card_country_name",
+        "billing_country_name",
         "locale",
         "paid_at",
         "completed_at",
@@ -63,14 +100,44 @@ class OrderAdmin(admin.ModelAdmin):
         "ship_line2",
         "ship_city",
         "ship_postal_code",
-        "ship_country",
+        "ship_country_name",
         "refund_link",
     )
+    # A paid order's figures and evidence (device, card, countries, IP) are the shop's record, never edited.
+    fields = readonly_fields
     inlines = [OrderLineInline, OrderEventInline]
     actions = ["mark_shipped", "resend_delivery_email", "refund_in_full"]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="subtotal", ordering="subtotal_amount")
+    def subtotal(self, order: Order) -> str:
+        return money(order.subtotal_amount, order.currency)
+
+    @admin.display(description="shipping", ordering="shipping_amount")
+    def shipping(self, order: Order) -> str:
+        return money(order.shipping_amount, order.currency)
+
+    @admin.display(description="total", ordering="total_amount")
+    def total(self, order: Order) -> str:
+        return money(order.total_amount, order.currency)
+
+    @staticmethod
+    def _country(code: str) -> str:
+        return f"{countries.name(code) or code} ({code})" if code else "-"
+
+    @admin.display(description="card country")
+    def card_country_name(self, order: Order) -> str:
+        return self._country(order.card_country)
+
+    @admin.display(description="billing country")
+    def billing_country_name(self, order: Order) -> str:
+        return self._country(order.billing_country)
+
+    @admin.display(description="ship to country")
+    def ship_country_name(self, order: Order) -> str:
+        return self._country(order.ship_country)
 
     @admin.action(description="Mark physical lines shipped")
     def mark_shipped(self, request, queryset):
@@ -172,5 +239,5 @@ class RefundLinesForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["lines"].queryset = order.lines.filter(refunded_at__isnull=True).order_by("pk")
         self.fields["lines"].label_from_instance = lambda line: (
-            f"{line.quantity} x {line.product_name} ({line.line_total} {order.currency} minor units)"
+            f"{line.quantity} x {line.product_name} ({money(line.line_total, order.currency)})"
         )

@@ -52,7 +52,7 @@ def _cart_payload(session) -> dict:
                 "product": line.product.slug,
                 "name": line.product.localized_name,
                 "quantity": line.quantity,
-                "unit_price": line.product.price_amount,
+                "unit_price": line.unit_price,
                 "line_total": line.line_total,
             }
             for line in lines

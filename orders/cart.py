@@ -14,8 +14,13 @@ class CartLine:
     quantity: int
 
     @property
+    def unit_price(self) -> int:
+        """The product's price at this quantity (its price breaks counted)."""
+        return self.product.unit_price_for(self.quantity)
+
+    @property
     def line_total(self) -> int:
-        return self.product.price_amount * self.quantity
+        return self.unit_price * self.quantity
 
 
 def cart_read(session) -> dict[int, int]:
@@ -66,5 +71,5 @@ def cart_clear(session) -> None:
 
 def cart_lines(session) -> list[CartLine]:
     cart = cart_read(session)
-    products = Product.objects.in_bulk(list(cart))
+    products = Product.objects.prefetch_related("price_breaks").in_bulk(list(cart))
     return [CartLine(product=products[pid], quantity=qty) for pid, qty in cart.items() if pid in products]

@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.utils import translation
 
 from orders.models import Order
+from orders.selectors import order_list_for_lookup
 from orders.status import order_event_record
 
 TEMPLATES = {"order_delivered", "order_awaiting_stock", "order_link", "order_refunded", "order_partially_refunded"}
@@ -35,3 +36,20 @@ def order_email_send(*, order: Order, template: str) -> None:
     subject, _, body = text.strip().partition("\n")
     send_mail(subject.strip(), body.strip() + "\n", settings.DEFAULT_FROM_EMAIL, [order.email])
     order_event_record(order=order, type="email_sent", actor="mailer", data={"template": template})
+
+
+def order_links_send(*, email: str) -> int:
+    """Email the links of the address's recent orders to that address, in the language of the latest one.
+
+    Sends nothing when the address has no order; returns how many links went out."""
+    orders = order_list_for_lookup(email=email)
+    if not orders:
+        return 0
+    context = {"orders": [{"order": order, "url": order_url(order)} for order in orders]}
+    with translation.override(orders[0].locale or settings.LANGUAGE_CODE):
+        text = engines["text"].get_template("order_links.txt").render(context)
+    subject, _, body = text.strip().partition("\n")
+    send_mail(subject.strip(), body.strip() + "\n", settings.DEFAULT_FROM_EMAIL, [orders[0].email])
+    for order in orders:
+        order_event_record(order=order, type="email_sent", actor="mailer", data={"template": "order_links"})
+    return len(orders)

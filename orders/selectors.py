@@ -12,5 +12,9 @@ def order_get_by_token(*, token: str) -> Order | None:
     return Order.objects.prefetch_related("lines__product", "lines__license_keys").filter(token=token).first()
 
 
-def order_find_for_lookup(*, email: str, number: str) -> Order | None:
-    return Order.objects.filter(email=email.strip().lower(), number=number.strip().upper()).first()
+LOOKUP_MAX_ORDERS = 10
+
+
+def order_list_for_lookup(*, email: str) -> list[Order]:
+    """The address's most recent orders, newest first ("find my order" emails their links to it)."""
+    return list(Order.objects.filter(email=email.strip().lower()).order_by("-created_at")[:LOOKUP_MAX_ORDERS])

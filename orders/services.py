@@ -47,7 +47,7 @@ def _merge_by_product(lines: list[CartLine]) -> list[CartLine]:
     quantities: dict[int, int] = {}
     for line in lines:
         quantities[line.product.pk] = quantities.get(line.product.pk, 0) + line.quantity
-    products = Product.objects.in_bulk(list(quantities))
+    products = Product.objects.prefetch_related("price_breaks").in_bulk(list(quantities))
     return [CartLine(product=products[pk], quantity=qty) for pk, qty in quantities.items() if pk in products]
 
 
@@ -130,7 +130,7 @@ def checkout_create_order(
             product=line.product,
             product_name=line.product.name,
             kind=line.product.kind,
-            unit_price=line.product.price_amount,
+            unit_price=line.unit_price,
             quantity=line.quantity,
             line_total=line.line_total,
         )

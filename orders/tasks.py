@@ -16,3 +16,17 @@ def send_order_email(order_id: int, template: str) -> None:
     from orders.emails import order_email_send
 
     order_email_send(order=Order.objects.get(pk=order_id), template=template)
+
+
+@shared_task(
+    autoretry_for=(SMTPException, OSError),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=8,
+    acks_late=True,
+)
+def send_order_links(email: str) -> None:
+    """ "Find my order": the address's recent order links, to that address alone (nothing if it has none)."""
+    from orders.emails import order_links_send
+
+    order_links_send(email=email)

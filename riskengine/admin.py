@@ -15,12 +15,14 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from riskengine.learning import ModelError, model_status, risk_model_promote, risk_model_retire
 from riskengine.models import (
     FraudLabel,
     ListEntry,
     ListKind,
     ReviewCase,
     RiskAssessment,
+    RiskModel,
     RiskRule,
     RiskSettings,
     RuleType,
@@ -48,6 +50,9 @@ PARAM_SPECS: dict[str, dict[str, tuple]] = {
         "score_from": ("int", 0, 100),
         "score_to": ("int", 1, 100),
     },
+    RuleType.EMAIL_PATTERN: {"skip_disposable": ("bool",)},
+    RuleType.AMOUNT_VS_PRODUCT: {"days": ("int", 1, 365)},
+    RuleType.TRUSTED_CUSTOMER: {"min_days": ("int", 0, 365)},
 }
 
 
@@ -79,6 +84,9 @@ def rule_params_errors(rule_type: str, params) -> list[str]:
                     errors.append(
                         f"Unknown {key} value(s) {', '.join(map(repr, unknown))}: use {', '.join(limits[0])}."
                     )
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                errors.append(f"{key} must be true or false, not {value!r}.")
         elif kind == "weights":
             if not isinstance(value, dict) or any(
                 k not in limits[0] or isinstance(v, bool) or not isinstance(v, Real) or not 0 <= v <= 1
@@ -274,3 +282,87 @@ class FraudLabelAdmin(admin.ModelAdmin):
     list_filter = ("source", "is_fraud")
     search_fields = ("order__number", "order__email")
     raw_id_fields = ("order",)
+
+
+@admin.register(RiskModel)
+class RiskModelAdmin(admin.ModelAdmin):
+    """Trained versions of the risk model (manage.py risk_train, or weekly): staff promote one from shadow to
+    active, retire one, and tune how many points it adds. The page says which model counts, or why none does."""
+
+    list_display = (
+        "version",
+        "mode",
+        "points",
+        "auc",
+        "precision",
+        "recall",
+        "fraud_count",
+        "good_count",
+        "trained_to",
+        "created_at",
+    )
+    list_filter = ("mode",)
+    actions = ["promote", "retire"]
+    fields = (
+        "version",
+        "mode",
+        "points",
+        "metrics",
+        "fraud_count",
+        "good_count",
+        "trained_from",
+        "trained_to",
+        "algorithm",
+        "library",
+        "feature_names",
+        "created_at",
+        "created_by",
+        "mode_changed_at",
+        "mode_changed_by",
+    )
+    readonly_fields = tuple(f for f in fields if f != "points")
+
+    def has_add_permission(self, request):
+        return False  # versions come from training only
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # retire instead: decisions name the version that scored them
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, extra_context={**(extra_context or {}), "subtitle": model_status()})
+
+    @admin.display(description="AUC")
+    def auc(self, obj):
+        return obj.metrics.get("auc", "—")
+
+    @admin.display(description="precision")
+    def precision(self, obj):
+        value = obj.metrics.get("precision")
+        return "—" if value is None else value
+
+    @admin.display(description="recall")
+    def recall(self, obj):
+        return obj.metrics.get("recall", "—")
+
+    @admin.action(description="Promote the selected model to active (the active one retires)", permissions=["change"])
+    def promote(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one model to promote.", messages.ERROR)
+            return
+        try:
+            model = risk_model_promote(version=queryset.get().version, actor=f"staff:{request.user.get_username()}")
+        except ModelError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, f"Model v{model.version} is active: it adds up to {model.points} points.")
+
+    @admin.action(description="Retire the selected models", permissions=["change"])
+    def retire(self, request, queryset):
+        actor = f"staff:{request.user.get_username()}"
+        for model in queryset:
+            try:
+                risk_model_retire(version=model.version, actor=actor)
+            except ModelError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(request, f"Model v{model.version} retired.")

@@ -1,37 +1,75 @@
-"""Replay recent paid orders through today's rules: what would a rule change have decided?
+"""Replay a window of orders in time order through one or more configurations: what would each have decided?
 
-Read-only: nothing is stored (no assessments, no velocity records, not even the settings row).
-A replay cannot rebuild the past exactly, so some rules see today's data, not the data at the time:
-- velocity rules read the counters as they are now (Redis, or the database fallback), over a window
-  ending now, not the counts when each order was paid; orders older than a rule's window look quiet;
-- amount-vs-history sees every other paid order of the shopper, including later ones;
-- linked-fraud and blocklist rules see today's fraud labels and lists, including what was learnt after
-  the order (hindsight: they may flag more than they could have at the time);
-- Radar is what Stripe said then, taken from the order's latest paid-stage assessment.
-"Before" is that stored assessment, decided by the rules and counters of its day.
+Each order is replayed as the shop met it, each step as of its own moment (riskengine.asof): every
+pre-payment screen it went through at that screen's time (blocklist and velocity; a refusal blocks the
+order, and what followed never happens), then its paid-order assessment at its paid_at, with Stripe Radar as
+stored in that assessment. Every read the rules make answers as it would have then: velocity is counted from
+PostgreSQL over the window ending at the moment, and the lists, fraud labels, linked orders and the customer's
+history hold only what had arrived by then, so an order's own later dispute (which blocklisted its card)
+cannot decline it in the replay.
+
+A configuration is a set of rules (each active or shadow, with its points) and two thresholds: the current
+one, or one proposed in memory (nothing is stored). Read-only: no assessments, no velocity records, no rows.
+
+What a replay cannot know, and so leaves as it happened:
+- what the shop did with an order is what followed the decisions taken then: a hold a proposed configuration
+  adds is never reviewed (no reviewer's blocklisting follows it), an order it blocks earlier still left its
+  later failed attempts in the counters, and an order the screen refused then but would not refuse now stays
+  unpaid (its later attempts never happened): reported as "unpaid";
+- an order's billing country is as stored after payment (the screen does not read it).
+
+Scoring (riskengine.backtest_report) is against the labels as they stand now: an order is fraud when it has
+a FraudLabel with is_fraud (the rules never see a label before its created_at), good when it was paid and has
+none, and unlabelled when it was never paid (no dispute or warning can come); or against a given truth (the
+simulator's, which knows every pattern).
 """
 
 import copy
-from collections import Counter
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from django.db.models import Exists, JSONField, OuterRef, Subquery
 from django.utils import timezone
 
 from orders.models import Order
-from riskengine.models import RiskAssessment, RiskDecision, RiskRule, RiskSettings, RuleMode
-from riskengine.services import risk_evaluate, risk_rules
-from riskengine.signals import signals_for_order
+from riskengine.asof import as_of
+from riskengine.backtest_report import BacktestReport, Comparison, Outcome, comparison_build
+from riskengine.config import risk_config, risk_config_as_of
+from riskengine.models import FraudLabel, RiskAssessment, RiskDecision, RiskRule, RiskSettings, RuleMode
+from riskengine.rules import PRE_PAYMENT_TYPES, velocity_requests
+from riskengine.services import risk_evaluate
+from riskengine.signals import Signals, signals_for_order
+from riskengine.velocity import VelocityTimeline, velocity_counts_many
+
+SCREEN_BEFORE = timedelta(microseconds=1)
+
+__all__ = [
+    "BacktestReport",
+    "Comparison",
+    "Configuration",
+    "backtest_compare",
+    "backtest_run",
+    "configuration_build",
+    "configuration_current",
+]
 
 
 @dataclass(frozen=True)
-class BacktestReport:
-    orders: int
-    # (order number, decision before, decision after, score before, score after), for changed decisions only
-    changed: list[tuple[str, str, str, int, int]]
-    counts_before: dict[str, int]
-    counts_after: dict[str, int]
+class Configuration:
+    """Rules in their modes and two thresholds, as stored or proposed; `shadow_as_active` lets shadow rules
+    decide (the question a shadow rule asks)."""
+
+    name: str
+    rules: tuple[RiskRule, ...]
+    review_threshold: int
+    decline_threshold: int
+    shadow_as_active: bool = False
+
+    def evaluated_rules(self) -> list[RiskRule]:
+        return [_as_active(rule) for rule in self.rules] if self.shadow_as_active else list(self.rules)
+
+    def thresholds(self) -> RiskSettings:
+        return RiskSettings(review_threshold=self.review_threshold, decline_threshold=self.decline_threshold)
 
 
 def _as_active(rule: RiskRule) -> RiskRule:
@@ -43,49 +81,189 @@ def _as_active(rule: RiskRule) -> RiskRule:
     return active
 
 
+def configuration_build(
+    *, name: str, rules: list[RiskRule], review_threshold: int, decline_threshold: int, shadow_as_active: bool = False
+) -> Configuration:
+    """A configuration of these rules (in memory, never saved: each is evaluated in its own mode)."""
+    return Configuration(name, tuple(rules), review_threshold, decline_threshold, shadow_as_active)
+
+
+def configuration_current(*, name: str = "current", shadow_as_active: bool = False) -> Configuration:
+    """The enabled rules and the thresholds as stored (without creating the settings row)."""
+    thresholds = RiskSettings.objects.filter(pk=1).first() or RiskSettings()
+    return configuration_build(
+        name=name,
+        rules=list(RiskRule.objects.filter(enabled=True).order_by("name")),
+        review_threshold=thresholds.review_threshold,
+        decline_threshold=thresholds.decline_threshold,
+        shadow_as_active=shadow_as_active,
+    )
+
+
+@dataclass
+class _Replayed:
+    """One order of the window, as the replay needs it."""
+
+    order: Order
+    paid_at: datetime | None
+    radar: dict
+    screens: list[datetime]  # its pre-payment screens' moments, in order
+    recorded: str  # what the shop decided then: approve | review | decline | blocked | unpaid
+    recorded_score: int
+    signals: Signals | None = None
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # per configuration
+
+
+def _window_orders(start: datetime, end: datetime, *, screens: bool) -> list[_Replayed]:
+    """Paid orders with a paid assessment paid in [start, end), and (with screens) orders the screen refused
+    in it; each with its screens' moments and the decision recorded then."""
+    paid_assessments = RiskAssessment.objects.filter(order=OuterRef("pk"), stage="paid")
+    latest = paid_assessments.order_by("-created_at", "-pk")
+    paid = (
+        Order.objects.filter(paid_at__gte=start, paid_at__lt=end)
+        .filter(Exists(paid_assessments))
+        .annotate(
+            recorded=Subquery(latest.values("decision")[:1]),
+            recorded_score=Subquery(latest.values("score")[:1]),
+            radar=Subquery(latest.values("radar")[:1], output_field=JSONField()),
+        )
+    )
+    found = [_Replayed(o, o.paid_at, o.radar or {}, [], o.recorded, o.recorded_score) for o in paid.iterator(2000)]
+    if not screens:
+        return found
+    refused = RiskAssessment.objects.filter(
+        order=OuterRef("pk"), stage="pre_payment", decision=RiskDecision.DECLINE, created_at__gte=start
+    ).filter(created_at__lt=end)
+    blocked = Order.objects.filter(paid_at__isnull=True).filter(Exists(refused))
+    found += [_Replayed(o, None, {}, [], "blocked", 0) for o in blocked.iterator(2000)]
+    by_id = {r.order.pk: r for r in found}
+    ids = list(by_id)
+    for start_at in range(0, len(ids), 5000):
+        moments = RiskAssessment.objects.filter(stage="pre_payment", order_id__in=ids[start_at : start_at + 5000])
+        for order_id, moment in moments.order_by("created_at", "pk").values_list("order_id", "created_at"):
+            by_id[order_id].screens.append(moment)
+    return found
+
+
+def _fraud_order_ids(ids: list[int]) -> set[int]:
+    found: set[int] = set()
+    for start in range(0, len(ids), 5000):
+        labels = FraudLabel.objects.filter(is_fraud=True, order_id__in=ids[start : start + 5000])
+        found |= set(labels.values_list("order_id", flat=True))
+    return found
+
+
+def _replay(orders: list[_Replayed], configurations: list[Configuration], *, screens: bool) -> None:
+    """Decide every order under every configuration, event by event in time order, each as of its moment."""
+    events = [(r.paid_at, 1, i) for i, r in enumerate(orders) if r.paid_at is not None]
+    if screens:  # read just before the screen's stamp: the attempt it lets through (paid or failed) bears the
+        # same time when the clock stands still (the simulator), and must not count in its own screen
+        events += [(moment - SCREEN_BEFORE, 0, i) for i, r in enumerate(orders) for moment in r.screens]
+    events.sort(key=lambda e: (e[0], e[1], e[2]))
+    base = risk_config()
+    rules = {c.name: c.evaluated_rules() for c in configurations}
+    screen_rules = {name: [r for r in found if r.type in PRE_PAYMENT_TYPES] for name, found in rules.items()}
+    thresholds = {c.name: c.thresholds() for c in configurations}
+    shared: dict = {}
+    if events:  # the counters' rows in memory once, rather than queries at every moment
+        shared[VelocityTimeline] = VelocityTimeline(start=events[0][0], end=events[-1][0])
+    for moment, paid, i in events:
+        replayed = orders[i]
+        if replayed.signals is None:
+            replayed.signals = signals_for_order(replayed.order, radar=replayed.radar)
+        if paid:
+            signals, chosen = replayed.signals, rules
+        else:  # before payment the order has no card (the payment writes it) and no Radar
+            signals = replace(replayed.signals, card_fingerprint="", card_country="", radar={}, memo={})
+            chosen = screen_rules
+        deciding = [c for c in configurations if getattr(replayed.outcomes.get(c.name), "decision", "") != "blocked"]
+        with as_of(moment, shared=shared):
+            snapshot = risk_config_as_of(moment, base=base)
+            # every configuration's counts at this moment in one batch (the as-of block keeps them)
+            velocity_counts_many([r for c in deciding for r in velocity_requests(chosen[c.name], signals)])
+            for configuration in deciding:  # an order refused at an earlier screen goes no further
+                name = configuration.name
+                before = replayed.outcomes.get(name)
+                verdict = risk_evaluate(signals, rules=chosen[name], thresholds=thresholds[name], config=snapshot)
+                hits = {h.rule: h.type for h in verdict.hits}
+                shadow = {h.rule: h.type for h in verdict.shadow_hits}
+                if before is not None:
+                    hits, shadow = before.hits | hits, before.shadow_hits | shadow
+                if paid:
+                    decision = str(verdict.decision)
+                else:
+                    decision = "blocked" if verdict.decision == RiskDecision.DECLINE else "unpaid"
+                replayed.outcomes[name] = Outcome(decision, verdict.score, hits, shadow)
+    for replayed in orders:
+        for configuration in configurations:
+            if configuration.name not in replayed.outcomes:
+                replayed.outcomes[configuration.name] = Outcome("unpaid", 0, {}, {})
+
+
+def _window(days: int | None, start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    end = end or timezone.now()
+    return start or end - timedelta(days=days or 30), end
+
+
+def backtest_compare(
+    *,
+    configurations: list[Configuration],
+    days: int | None = 30,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    truth: dict[str, bool | None] | None = None,
+    patterns: dict[str, str] | None = None,
+) -> Comparison:
+    """Replay the window's orders (pre-payment screens included) through each configuration and score them.
+
+    The window is [start, end), by default the last `days` days. `truth` (order number -> fraud) replaces
+    the labels; `patterns` (order number -> pattern name) adds per-pattern figures.
+    """
+    names = [c.name for c in configurations]
+    if len(set(names)) != len(names):
+        raise ValueError("each configuration needs a name of its own")
+    start, end = _window(days, start, end)
+    orders = _window_orders(start, end, screens=True)
+    orders.sort(key=lambda r: (r.paid_at or (r.screens[0] if r.screens else end), r.order.pk))
+    _replay(orders, configurations, screens=True)
+    if truth is None:
+        fraud_ids = _fraud_order_ids([r.order.pk for r in orders])
+        truth = {r.order.number: r.order.pk in fraud_ids if r.paid_at else None for r in orders}
+    return comparison_build(
+        configurations=configurations,
+        rows=[(r.order.number, r.recorded, r.outcomes) for r in orders],
+        truth=truth,
+        patterns=patterns or {},
+        start=start,
+        end=end,
+    )
+
+
 def backtest_run(
     *, days: int = 30, rules: list[RiskRule] | None = None, treat_shadow_as_active: bool = True
 ) -> BacktestReport:
-    """Re-decide the paid orders of the last `days` days and report which decisions would change.
+    """Re-decide the paid orders of the last `days` days, each as of its payment, and report which decisions
+    would change (the paid-order assessment only; backtest_compare replays the screens too).
 
     `rules` defaults to every enabled rule; when given, exactly those rules are used (enabled or not).
-    With `treat_shadow_as_active`, shadow rules score as if they were active (the question a shadow
-    rule asks); otherwise they are evaluated but never decide, as in production.
+    With `treat_shadow_as_active`, shadow rules score as if they were active; otherwise they are evaluated
+    but never decide, as in production. The thresholds are the stored ones.
     """
-    chosen = risk_rules() if rules is None else list(rules)
-    if treat_shadow_as_active:
-        chosen = [_as_active(rule) for rule in chosen]
-    thresholds = RiskSettings.objects.filter(pk=1).first() or RiskSettings()  # current() would create the row
-    latest = RiskAssessment.objects.filter(order=OuterRef("pk"), stage="paid").order_by("-created_at", "-pk")
-    orders = (
-        Order.objects.filter(paid_at__gte=timezone.now() - timedelta(days=days))
-        .filter(Exists(RiskAssessment.objects.filter(order=OuterRef("pk"), stage="paid")))
-        .annotate(
-            before_decision=Subquery(latest.values("decision")[:1]),
-            before_score=Subquery(latest.values("score")[:1]),
-            before_radar=Subquery(latest.values("radar")[:1], output_field=JSONField()),
-        )
-        .order_by("paid_at", "pk")
-    )
-    before_counts: Counter[str] = Counter()
-    after_counts: Counter[str] = Counter()
-    changed: list[tuple[str, str, str, int, int]] = []
-    replayed = 0
-    for order in orders.iterator(chunk_size=500):
-        verdict = risk_evaluate(
-            signals_for_order(order, radar=order.before_radar or {}), rules=chosen, thresholds=thresholds
-        )
-        replayed += 1
-        before_counts[order.before_decision] += 1
-        after_counts[verdict.decision] += 1
-        if verdict.decision != order.before_decision:
+    current = configuration_current(shadow_as_active=treat_shadow_as_active)
+    configuration = current if rules is None else replace(current, rules=tuple(rules))
+    start, end = _window(days, None, None)
+    orders = _window_orders(start, end, screens=False)
+    orders.sort(key=lambda r: (r.paid_at, r.order.pk))
+    _replay(orders, [configuration], screens=False)
+    counts_before = dict.fromkeys(RiskDecision.values, 0)
+    counts_after = dict.fromkeys(RiskDecision.values, 0)
+    changed = []
+    for replayed in orders:
+        after = replayed.outcomes[configuration.name]
+        counts_before[replayed.recorded] += 1
+        counts_after[after.decision] += 1
+        if after.decision != replayed.recorded:
             changed.append(
-                (order.number, order.before_decision, str(verdict.decision), order.before_score, verdict.score)
+                (replayed.order.number, replayed.recorded, after.decision, replayed.recorded_score, after.score)
             )
-    decisions = list(RiskDecision.values)
-    return BacktestReport(
-        orders=replayed,
-        changed=changed,
-        counts_before={d: before_counts[d] for d in decisions},
-        counts_after={d: after_counts[d] for d in decisions},
-    )
+    return BacktestReport(orders=len(orders), changed=changed, counts_before=counts_before, counts_after=counts_after)

@@ -6,17 +6,22 @@ change stamp per part (RiskConfigVersion), which database triggers renew on ever
 list entries or fraud labels, whoever writes them. A rule disabled or an entry added in admin is thus
 seen by the very next assessment in every process, and the check costs the same with a million list
 entries as with ten. The fraud identifiers also reload after a minute, because they are read from the
-labelled orders, whose rows the triggers do not watch.
+labelled orders, whose rows the triggers do not watch. The risk models in use (riskengine.scoring) are a
+part too: a model trained, promoted or retired is used, or dropped, from the next assessment on.
 """
 
+import dataclasses
 import ipaddress
 import secrets
 import time
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from django.db import connection
 
+from riskengine.asof import as_of_cached, as_of_now
 from riskengine.models import FraudLabel, ListEntry, ListKind, RiskConfigVersion, RiskRule, RiskSettings
+from riskengine.scoring import LoadedModel, models_in_use
 
 FRAUD_RELOAD_SECONDS = 60.0
 # Beyond this many exact-match entries the lists are queried per order instead of held in memory.
@@ -59,9 +64,10 @@ class RiskConfig:
     exact_lists: dict[tuple[str, str], list[tuple[bool, str]]] | None
     ip_lists: dict[bool, IpIndex]
     fraud_identifiers: dict[tuple[str, str], str]  # (identifier kind, value) -> number of a fraud order
+    models: tuple[LoadedModel, ...] = ()  # the active risk model and the one in shadow, those loadable
 
 
-PARTS = ("rules", "lists", "fraud")
+PARTS = ("rules", "lists", "fraud", "model")
 _parts: dict[str, tuple[int, float, object]] = {}
 
 
@@ -91,12 +97,12 @@ def _part(name: str, stamp: int | None, load, now: float, *, max_age: float = fl
 def risk_config() -> RiskConfig:
     """The current rules, thresholds, lists and fraud identifiers: one query when nothing changed."""
     row = _stamps_and_thresholds()
-    stamps = dict(zip(PARTS, row[:3], strict=True))
+    stamps = dict(zip(PARTS, row[: len(PARTS)], strict=True))
     if None in stamps.values():  # the rows were flushed (a test database): stamp afresh, cache from the next call
         for part in PARTS:
             RiskConfigVersion.objects.get_or_create(part=part, defaults={"version": secrets.randbits(62)})
         stamps = dict.fromkeys(PARTS)
-    review, decline, deadline = row[3:]
+    review, decline, deadline = row[len(PARTS) :]
     if review is None:  # no settings row (a migration creates it): the model's defaults
         thresholds = RiskSettings()
     else:
@@ -107,7 +113,10 @@ def risk_config() -> RiskConfig:
     rules = _part("rules", stamps["rules"], lambda: tuple(RiskRule.objects.filter(enabled=True)), now)
     exact, networks = _part("lists", stamps["lists"], _load_lists, now)
     fraud = _part("fraud", stamps["fraud"], _load_fraud_identifiers, now, max_age=FRAUD_RELOAD_SECONDS)
-    return RiskConfig(rules=rules, thresholds=thresholds, exact_lists=exact, ip_lists=networks, fraud_identifiers=fraud)
+    models = _part("model", stamps["model"], models_in_use, now)
+    return RiskConfig(
+        rules=rules, thresholds=thresholds, exact_lists=exact, ip_lists=networks, fraud_identifiers=fraud, models=models
+    )
 
 
 def _load_lists() -> tuple[dict | None, dict[bool, IpIndex]]:
@@ -134,3 +143,116 @@ def _load_fraud_identifiers() -> dict[tuple[str, str], str]:
             if row[field]:
                 found.setdefault((label, str(row[field])), row["number"])
     return found
+
+
+# As of an earlier moment (riskengine.asof: the backtest) ----------------------------------------------------
+
+
+def list_entries_known():
+    """The list entries the rules may see: all of them, or inside an as-of block those added before its moment."""
+    moment = as_of_now()
+    return ListEntry.objects.all() if moment is None else ListEntry.objects.filter(created_at__lt=moment)
+
+
+def risk_config_as_of(moment, *, base: RiskConfig | None = None) -> RiskConfig:
+    """`base` (the current snapshot) with the lists and fraud identifiers as they stood at `moment`.
+
+    Each is read once per backtest run (the as-of block's shared cache) and cut at the moment, growing as a
+    replay in time order moves on: a snapshot is for its own moment only. Exact-match lists too long to hold
+    are left to one query per order (rules.list_matches reads list_entries_known).
+    """
+    base = base or risk_config()
+    return dataclasses.replace(
+        base,
+        exact_lists=exact_lists_as_of(moment),
+        ip_lists=ip_lists_as_of(moment),
+        fraud_identifiers=fraud_identifiers_as_of(moment),
+    )
+
+
+def _timeline(name: str, load) -> tuple[list, list[tuple]]:
+    """(times, rows) of `load()`'s (time, ...) rows sorted by time, once per run."""
+
+    def times_and_rows() -> tuple[list, list[tuple]]:
+        rows = list(load())
+        return [row[0] for row in rows], rows
+
+    return as_of_cached(("timeline", name), times_and_rows, shared=True)
+
+
+def _grown(name: str, moment, load, empty, add):
+    """What `add` makes of `empty()` with the rows of `load()` written before `moment`: grown in place while
+    the moments advance (a replay in time order), built afresh when one goes back."""
+    times, rows = _timeline(name, load)
+    count = bisect_left(times, moment)
+    state = as_of_cached(("grown", name), lambda: [0, empty()], shared=True)
+    if count < state[0]:
+        state[:] = [0, empty()]
+    for row in rows[state[0] : count]:
+        add(state[1], row)
+    state[0] = count
+    return state[1]
+
+
+def exact_lists_as_of(moment) -> dict[tuple[str, str], list[tuple[bool, str]]] | None:
+    """_load_lists' exact entries as they stood at `moment` (None: too many to hold; query per order)."""
+
+    def load():
+        ordered = ListEntry.objects.exclude(kind=ListKind.IP).order_by("created_at", "pk")
+        return ordered.values_list("created_at", "allow", "kind", "value").iterator(chunk_size=5000)
+
+    def too_long() -> bool:
+        return ListEntry.objects.exclude(kind=ListKind.IP).count() > LIST_MEMORY_MAX
+
+    def add(found: dict, row: tuple) -> None:
+        _, allow, kind, value = row
+        found.setdefault((kind, value.casefold()), []).append((allow, value))
+
+    too_many = as_of_cached(("lists_too_long",), too_long, shared=True)
+    return None if too_many else _grown("exact_lists", moment, load, dict, add)
+
+
+def ip_lists_as_of(moment) -> dict[bool, IpIndex]:
+    """The IP and CIDR entries added before `moment`, block and allow."""
+
+    def load():
+        entries = ListEntry.objects.filter(kind=ListKind.IP).order_by("created_at", "pk")
+        return entries.values_list("created_at", "allow", "value")
+
+    def add(networks: dict[bool, IpIndex], row: tuple) -> None:
+        networks[row[1]].add(row[2])
+
+    return _grown("ip_lists", moment, load, lambda: {True: IpIndex(), False: IpIndex()}, add)
+
+
+def fraud_identifiers_as_of(moment) -> dict[tuple[str, str], str]:
+    """_load_fraud_identifiers as it stood at `moment`: the orders labelled fraud before it."""
+
+    def add(found: dict, row: tuple) -> None:
+        for key in row[2]:
+            found.setdefault(key, row[1])
+
+    return _grown("fraud_identifiers", moment, _fraud_timeline, dict, add)
+
+
+def _fraud_timeline() -> list[tuple]:
+    """(label time, order number, the order's (kind, value) identifiers) per fraud label, oldest first."""
+    from orders.models import Order
+
+    labels = list(
+        FraudLabel.objects.filter(is_fraud=True).order_by("created_at", "pk").values_list("created_at", "order_id")
+    )
+    orders = {
+        row["pk"]: row
+        for row in Order.objects.filter(pk__in={order_id for _, order_id in labels}).values(
+            "pk", "number", *LINK_FIELDS.values()
+        )
+    }
+    return [
+        (
+            when,
+            orders[order_id]["number"],
+            [(label, str(orders[order_id][f])) for label, f in LINK_FIELDS.items() if orders[order_id][f]],
+        )
+        for when, order_id in labels
+    ]

@@ -18,6 +18,9 @@ class RuleType(models.TextChoices):
     HIGH_RISK_PRODUCT = "high_risk_product", _("High-risk product")
     LINKED_FRAUD = "linked_fraud", _("Linked to earlier fraud or disputes")
     RADAR = "radar", _("Stripe Radar outcome")
+    EMAIL_PATTERN = "email_pattern", _("Made-up mailbox name")
+    AMOUNT_VS_PRODUCT = "amount_vs_product", _("More units than the product usually sells")
+    TRUSTED_CUSTOMER = "trusted_customer", _("Returning customer with a clean history (takes points off)")
 
 
 class RuleMode(models.TextChoices):
@@ -101,6 +104,9 @@ class RiskAssessment(models.Model):
     reasons = models.JSONField(default=list, blank=True)
     shadow_reasons = models.JSONField(default=list, blank=True)
     radar = models.JSONField(default=dict, blank=True)
+    # The order's model features as they were when it was decided (paid stage; riskengine.features): what
+    # the model is trained on, so training never sees what was learnt after the decision.
+    features = models.JSONField(default=dict, blank=True)
     duration_ms = models.FloatField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -166,3 +172,50 @@ class RiskConfigVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.part}: {self.version}"
+
+
+class ModelMode(models.TextChoices):
+    SHADOW = "shadow", _("Shadow (recorded, never decides)")
+    ACTIVE = "active", _("Active (adds its points)")
+    RETIRED = "retired", _("Retired")
+
+
+class RiskModel(models.Model):
+    """One trained version of the model that learns from this shop's outcomes (riskengine.learning).
+
+    A new version starts in shadow; staff promote it to active (at most one) in admin or with
+    `manage.py risk_train --activate`. It scores from `parameters`, the numbers read off the fitted estimator
+    (riskengine.scoring). `estimator` keeps the fitted scikit-learn estimator itself, pickled, to study or
+    re-measure it: only ever written by riskengine.learning on this shop's own servers and never taken from
+    anywhere else, because unpickling runs code.
+    """
+
+    version = models.AutoField(primary_key=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=100)
+    algorithm = models.CharField(max_length=100)
+    library = models.CharField(max_length=50, help_text=_("The scikit-learn version that fitted it."))
+    feature_names = models.JSONField(default=list)
+    parameters = models.JSONField(default=dict, help_text=_("What scoring reads: scaling, weights, calibration."))
+    estimator = models.BinaryField()
+    trained_from = models.DateTimeField(help_text=_("Oldest decision in the training set."))
+    trained_to = models.DateTimeField(help_text=_("Newest decision in the training set."))
+    fraud_count = models.PositiveIntegerField()
+    good_count = models.PositiveIntegerField()
+    metrics = models.JSONField(default=dict, blank=True)
+    mode = models.CharField(max_length=10, choices=ModelMode.choices, default=ModelMode.SHADOW)
+    points = models.PositiveSmallIntegerField(
+        default=60, help_text=_("Risk points the model adds at probability 1.0 (rounded, in proportion below).")
+    )
+    mode_changed_at = models.DateTimeField(null=True, blank=True)
+    mode_changed_by = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["mode"], condition=models.Q(mode="active"), name="riskmodel_one_active"),
+            models.UniqueConstraint(fields=["mode"], condition=models.Q(mode="shadow"), name="riskmodel_one_shadow"),
+        ]
+
+    def __str__(self) -> str:
+        return f"model v{self.version} ({self.mode})"

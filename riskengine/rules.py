@@ -11,10 +11,15 @@ Parameters per type (RiskRule.params), with defaults:
 - linked_fraud: {"hops": 2, "weights": {"email": 1, "device": 1, "card": 1, "ip": 0.3}, "second_hop": 0.6}
   (the rule's points times the strongest link's weight: an IP is shared by offices and carriers, so a link
   through it alone weighs little and never declines)
-- radar: {"levels": ["elevated"]} or {"score_from": 40, "score_to": 90}: the rule's points when Radar's
+- radar: {"levels": ["elevated"]} or {"score_from": 30, "score_to": 90}: the rule's points when Radar's
   risk level is listed; with score_from (and no levels unless given), points rising with Radar's risk_score
-  from score_from to score_to. Radar's manual_review holds and highest declines regardless; elevated holds
-  a customer with no paid history (see services).
+  from score_from to score_to. Radar's manual_review holds and highest declines regardless (see services).
+- email_pattern: {"skip_disposable": true}  a made-up mailbox name (see looks_made_up)
+- amount_vs_product: {"days": 60}  more units of a product than its orders of those days usually take
+- trusted_customer: {"min_days": 1}  takes the rule's points off: same email and card delivered that long
+  ago, no order of either marked as fraud (riskengine.history)
+IP addresses behind which several good customers bought (riskengine.history.ip_good_customers) count for
+neither velocity nor links to fraud.
 """
 
 from collections.abc import Callable
@@ -23,8 +28,9 @@ from functools import lru_cache
 
 from django.db.models import Q
 
-from riskengine.config import RiskConfig, risk_config
-from riskengine.models import ListEntry, ListKind, RiskRule, RuleType
+from riskengine.asof import as_of_now
+from riskengine.config import RiskConfig, list_entries_known, risk_config, risk_config_as_of
+from riskengine.models import ListKind, RiskRule, RuleType
 from riskengine.signals import Signals, identifiers
 from riskengine.velocity import velocity_counts
 
@@ -66,8 +72,11 @@ def memoized(s: Signals, key, compute):
 
 
 def current_config(s: Signals) -> RiskConfig:
-    """The rules' view of lists and fraud identifiers: fetched once per evaluation (or given to it)."""
-    return memoized(s, "config", risk_config)
+    """The rules' view of lists and fraud identifiers: fetched once per evaluation (or given to it).
+
+    Inside riskengine.asof.as_of(moment), the lists and fraud identifiers as they stood then."""
+    moment = as_of_now()
+    return memoized(s, "config", risk_config if moment is None else lambda: risk_config_as_of(moment))
 
 
 def list_matches(signals: Signals, *, allow: bool) -> list[str]:
@@ -90,7 +99,7 @@ def _list_matches_both(signals: Signals, config: RiskConfig) -> dict[bool, list[
             if value:
                 query |= Q(kind=kind, value__iexact=value)
         if query:
-            for allow, kind, value in ListEntry.objects.filter(query).values_list("allow", "kind", "value"):
+            for allow, kind, value in list_entries_known().filter(query).values_list("allow", "kind", "value"):
                 matches[allow].append(f"{kind} {value}")
     else:
         for kind, value in wanted.items():
@@ -138,6 +147,9 @@ def rule_velocity(rule: RiskRule, s: Signals) -> Hit | None:
     else:
         counts, source = velocity_counts(metric=metric, ids=ids, window_seconds=window * 60)
     over = {k: n for k, n in counts.items() if n > threshold}
+    shared_ip = "ip" in over and ip_is_shared(s)
+    if shared_ip:  # an office's or a carrier's address: its crowd is not one shopper's velocity
+        over.pop("ip")
     if not over:
         return None
     worst = max(over, key=over.get)
@@ -236,6 +248,8 @@ def rule_linked_fraud(rule: RiskRule, s: Signals) -> Hit | None:
             s, ("fraud_links", hops), lambda: fraud_links(order_id=s.order_id, ids={}, fraud=fraud, hops=hops)
         )
     flagged = [link for link in links if link.fraud]
+    if any(link.path.startswith("ip") for link in flagged) and ip_is_shared(s):
+        flagged = [link for link in flagged if not link.path.startswith("ip")]  # many good customers share it
     if not flagged:
         return None
     strongest = max(flagged, key=lambda link: link_weight(rule, link.path))
@@ -275,6 +289,76 @@ def rule_radar(rule: RiskRule, s: Signals) -> Hit | None:
     return Hit(rule.name, rule.type, points, reason, {"risk_level": level, "risk_score": score})
 
 
+_VOWELS = set("aeiouy")
+
+
+def looks_made_up(local: str) -> bool:
+    """Whether a mailbox name looks made by a machine, not a person: digits inside letters ("x7kq2m"), or a
+    long name with hardly a vowel. A name with a year or a number at its end ("anna.lee84") does not, nor
+    an initial and a surname ("jschmidt")."""
+    name = "".join(ch for ch in local.split("+", 1)[0].casefold() if ch not in "._-")
+    if any(a.isdigit() and b.isalpha() for a, b in zip(name, name[1:], strict=False)):
+        return True
+    letters = [ch for ch in name if ch.isalpha()]
+    return len(letters) >= 9 and sum(ch in _VOWELS for ch in letters) / len(letters) < 0.15
+
+
+def rule_email_pattern(rule: RiskRule, s: Signals) -> Hit | None:
+    """A made-up mailbox name. A disposable address is made up by nature: the disposable rule counts it."""
+    local = s.email.rpartition("@")[0]
+    if rule.params.get("skip_disposable", True) and s.email_domain in _disposable_domains():
+        return None
+    if not looks_made_up(local):
+        return None
+    return Hit(rule.name, rule.type, rule.points, "The mailbox name looks made up", {"email": s.email})
+
+
+def rule_amount_vs_product(rule: RiskRule, s: Signals) -> Hit | None:
+    """More units of a product than one order of it usually takes (resold gift cards, a stolen card spent)."""
+    from riskengine.history import order_units, product_usual_units
+
+    days = int(rule.params.get("days", 60))
+    units = memoized(s, "order_units", lambda: order_units(order_id=s.order_id))
+    over = {}
+    for product_id, count in units.items():
+        usual = product_usual_units(product_id=product_id, excluding_order_id=s.order_id, days=days)
+        if count > usual:
+            over[product_id] = (count, usual)
+    if not over:
+        return None
+    product_id, (count, usual) = max(over.items(), key=lambda item: item[1][0] - item[1][1])
+    reason = f"{count} units of one product; its orders usually take {usual}"
+    return Hit(rule.name, rule.type, rule.points, reason, {"product": product_id, "units": count, "usual": usual})
+
+
+def rule_trusted_customer(rule: RiskRule, s: Signals) -> Hit | None:
+    """A returning customer paying with the card of an earlier delivered order and a clean history: the rule's
+    points come off the score (never below zero)."""
+    from riskengine.history import customer_trusted_since
+
+    days = int(rule.params.get("min_days", 1))
+    trusted = memoized(
+        s,
+        ("trusted", days),
+        lambda: customer_trusted_since(
+            email=s.email, card_fingerprint=s.card_fingerprint, excluding_order_id=s.order_id, min_days=days
+        ),
+    )
+    if not trusted:
+        return None
+    reason = f"Returning customer: paid with this card at least {days} day(s) ago, delivered, never disputed"
+    return Hit(rule.name, rule.type, -rule.points, reason, {"min_days": days})
+
+
+def ip_is_shared(s: Signals, *, customers: int = 3) -> bool:
+    """Whether the order's IP address is an office's or a carrier's: many good customers bought behind it."""
+    from riskengine.history import ip_good_customers
+
+    if not s.ip:
+        return False
+    return memoized(s, "ip_good_customers", lambda: ip_good_customers(ip=s.ip)) >= customers
+
+
 EVALUATORS: dict[str, Callable[[RiskRule, Signals], Hit | None]] = {
     RuleType.BLOCKLIST: rule_blocklist,
     RuleType.VELOCITY: rule_velocity,
@@ -284,5 +368,8 @@ EVALUATORS: dict[str, Callable[[RiskRule, Signals], Hit | None]] = {
     RuleType.HIGH_RISK_PRODUCT: rule_high_risk_product,
     RuleType.LINKED_FRAUD: rule_linked_fraud,
     RuleType.RADAR: rule_radar,
+    RuleType.EMAIL_PATTERN: rule_email_pattern,
+    RuleType.AMOUNT_VS_PRODUCT: rule_amount_vs_product,
+    RuleType.TRUSTED_CUSTOMER: rule_trusted_customer,
 }
 PRE_PAYMENT_TYPES = (RuleType.BLOCKLIST, RuleType.VELOCITY)

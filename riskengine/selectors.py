@@ -1,4 +1,9 @@
-"""Reads for the risk engine and the review queue."""
+"""Reads for the risk engine and the review queue.
+
+Inside riskengine.asof.as_of(moment) the engine's reads answer as they would have then: linked orders are
+those placed by that moment (their card only once paid by then), fraud labels those written before it, and
+the customer's history the orders paid before it.
+"""
 
 from dataclasses import dataclass
 
@@ -6,6 +11,7 @@ from django.db import connection
 from django.db.models import Q
 
 from orders.models import Order, OrderLine
+from riskengine.asof import as_of_cached, as_of_now
 from riskengine.config import LINK_FIELDS
 from riskengine.models import FraudLabel
 
@@ -22,7 +28,15 @@ class Link:
 def linked_orders(*, order_id: int, hops: int = 2, limit: int = 200) -> list[Link]:
     """Orders sharing an email, IP, device or card fingerprint with this one, walked `hops` deep."""
     values = list(LINK_FIELDS.values())
-    frontier = {row["pk"]: ("", row) for row in Order.objects.filter(pk=order_id).values("pk", *values)}
+    moment = as_of_now()
+    orders, labels, paid = Order.objects.all(), FraudLabel.objects.all(), ()
+    if moment is not None:
+        orders, labels = orders.filter(created_at__lte=moment), labels.filter(created_at__lt=moment)
+        paid = ("paid_at",)
+    frontier = {
+        row["pk"]: ("", _known_then(row, moment))
+        for row in Order.objects.filter(pk=order_id).values("pk", *paid, *values)
+    }
     seen = set(frontier)
     found: list[tuple[int, str, str, int]] = []
     for depth in range(1, hops + 1):
@@ -33,9 +47,9 @@ def linked_orders(*, order_id: int, hops: int = 2, limit: int = 200) -> list[Lin
                     query |= Q(**{field: row[field]})
         if not query:
             break
-        matches = list(Order.objects.filter(query).exclude(pk__in=seen).values("pk", "number", *values)[:limit])
+        matches = orders.filter(query).exclude(pk__in=seen).values("pk", "number", *paid, *values)[:limit]
         next_frontier = {}
-        for match in matches:
+        for match in (_known_then(row, moment) for row in matches):
             for path, row in frontier.values():
                 shared = next((label for label, f in LINK_FIELDS.items() if row[f] and row[f] == match[f]), None)
                 if shared:
@@ -47,10 +61,16 @@ def linked_orders(*, order_id: int, hops: int = 2, limit: int = 200) -> list[Lin
         frontier = next_frontier
         if not frontier:
             break
-    fraud = set(
-        FraudLabel.objects.filter(order_id__in=[f[0] for f in found], is_fraud=True).values_list("order_id", flat=True)
-    )
+    fraud = set(labels.filter(order_id__in=[f[0] for f in found], is_fraud=True).values_list("order_id", flat=True))
     return [Link(order_id=o, number=n, path=p, hops=h, fraud=o in fraud) for o, n, p, h in found]
+
+
+def _known_then(row: dict, moment) -> dict:
+    """The order's identifiers as known at `moment`: its card only once it had paid (None: now, all of them)."""
+    card = LINK_FIELDS["card"]
+    if moment is not None and row[card] and (row["paid_at"] is None or row["paid_at"] > moment):
+        return {**row, card: ""}
+    return row
 
 
 def fraud_links(
@@ -65,6 +85,15 @@ def fraud_links(
     """
     if not fraud:
         return []
+    if as_of_now() is not None:  # two configurations replayed at one moment ask the same
+        key = ("fraud_links", order_id, tuple(sorted(ids.items())), hops, limit, id(fraud))
+        return as_of_cached(key, lambda: _fraud_links(order_id=order_id, ids=ids, fraud=fraud, hops=hops, limit=limit))
+    return _fraud_links(order_id=order_id, ids=ids, fraud=fraud, hops=hops, limit=limit)
+
+
+def _fraud_links(
+    *, order_id: int, ids: dict[str, str], fraud: dict[tuple[str, str], str], hops: int, limit: int
+) -> list[Link]:
     if hops > 2:
         return [link for link in linked_orders(order_id=order_id, hops=hops) if link.fraud]
     mine = {(label, str(value)) for label, value in ids.items() if label in LINK_FIELDS and value}
@@ -74,7 +103,9 @@ def fraud_links(
     if hops < 2 or links or not mine:
         return links
     for row in _orders_sharing(mine, order_id=order_id, limit=limit):
-        via = next(label for label, f in LINK_FIELDS.items() if row[f] and (label, str(row[f])) in mine)
+        via = next((label for label, f in LINK_FIELDS.items() if row[f] and (label, str(row[f])) in mine), None)
+        if via is None:  # shares only a card it paid with after the moment read as of
+            continue
         for label, f in LINK_FIELDS.items():
             key = (label, str(row[f]))
             if row[f] and key in fraud:
@@ -93,35 +124,61 @@ def _table(model) -> str:
 
 
 def _orders_sharing(identifiers: set[tuple[str, str]], *, order_id: int, limit: int) -> list[dict]:
-    """Other orders sharing any of these (kind, value) identifiers, as dicts of number and LINK_FIELDS."""
+    """Other orders sharing any of these (kind, value) identifiers, as dicts of number and LINK_FIELDS.
+
+    As of a moment: the orders placed by then, with their card only if they had paid by then."""
     columns = list(LINK_FIELDS.values())
     where = " OR ".join(f"{LINK_FIELDS[label]} = %s" for label, _ in sorted(identifiers))
-    sql = f"SELECT number, {', '.join(columns)} FROM {_table(Order)} WHERE ({where}) AND id <> %s LIMIT %s"
+    params: list = [value for _, value in sorted(identifiers)] + [order_id]
+    moment = as_of_now()
+    if moment is None:
+        sql = f"SELECT number, {', '.join(columns)} FROM {_table(Order)} WHERE ({where}) AND id <> %s LIMIT %s"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, limit])
+            return [dict(zip(["number", *columns], row, strict=True)) for row in cursor.fetchall()]
+    sql = (
+        f"SELECT number, paid_at, {', '.join(columns)} FROM {_table(Order)}"
+        f" WHERE ({where}) AND id <> %s AND created_at <= %s LIMIT %s"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [value for _, value in sorted(identifiers)] + [order_id, limit])
-        return [dict(zip(["number", *columns], row, strict=True)) for row in cursor.fetchall()]
+        cursor.execute(sql, [*params, moment, limit])
+        rows = [dict(zip(["number", "paid_at", *columns], row, strict=True)) for row in cursor.fetchall()]
+    return [_known_then(row, moment) for row in rows]
 
 
-def risk_order_lines(*, order_id: int) -> list[tuple[int, str, bool]]:
-    """(product id, product name, product is high risk) for each line of the order."""
+def risk_order_lines(*, order_id: int) -> list[tuple[int, str, bool, int]]:
+    """(product id, product name, product is high risk, quantity) for each line of the order."""
     from catalog.models import Product
 
     sql = (
-        f"SELECT l.product_id, p.name, p.high_risk FROM {_table(OrderLine)} l"
+        f"SELECT l.product_id, p.name, p.high_risk, l.quantity FROM {_table(OrderLine)} l"
         f" JOIN {_table(Product)} p ON p.id = l.product_id WHERE l.order_id = %s ORDER BY l.id"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [order_id])
-        return [(product_id, name, bool(high_risk)) for product_id, name, high_risk in cursor.fetchall()]
+        return [(product_id, name, bool(high_risk), quantity) for product_id, name, high_risk, quantity in cursor]
 
 
 def customer_average_paid(*, email: str, currency: str, excluding_order_id: int) -> float | None:
-    """The average total of this email's other paid orders in this currency, or None when it has none."""
+    """The average total of this email's other paid orders in this currency, or None when it has none.
+
+    As of a moment: the orders paid before it. Whatever became of them later (refunded, disputed) is not
+    looked at, then or now: an order's status at a past moment is not stored, and its payment is what the
+    customer's history is."""
     sql = (
         f"SELECT AVG(total_amount) FROM {_table(Order)}"
         " WHERE email = %s AND currency = %s AND paid_at IS NOT NULL AND id <> %s"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [email, currency, excluding_order_id])
-        average = cursor.fetchone()[0]
-    return None if average is None else float(average)
+    params: list = [email, currency, excluding_order_id]
+    moment = as_of_now()
+    if moment is not None:
+        sql += " AND paid_at < %s"
+        params.append(moment)
+
+    def average() -> float | None:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            found = cursor.fetchone()[0]
+        return None if found is None else float(found)
+
+    return average() if moment is None else as_of_cached(("customer_average_paid", *params), average)

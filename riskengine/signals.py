@@ -24,28 +24,25 @@ class Signals:
     product_ids: tuple[int, ...]
     high_risk_products: tuple[str, ...]
     radar: dict = field(default_factory=dict)
+    units: int = 0  # items ordered, all lines together
     # Per-evaluation cache shared by rules (velocity counts, linked orders); never compared.
     memo: dict = field(default_factory=dict, compare=False, repr=False)
 
 
-# Providers that deliver "a.b+tag@" to "ab@" (dots ignored) or at least ignore the +tag part.
+# Providers that deliver "a.b@" to "ab@". A +tag is dropped for every provider: most ignore it, and where
+# one does not, "ann+shop@" and "ann@" are still one person's to the risk engine.
 _DOTS_IGNORED = {"gmail.com", "googlemail.com"}
-_PLUS_TAGS = _DOTS_IGNORED | {
-    "outlook.com", "hotmail.com", "live.com", "icloud.com", "me.com", "mac.com", "fastmail.com",
-    "protonmail.com", "proton.me", "pm.me", "yandex.ru", "yandex.com",
-}  # fmt: skip
 _SAME_MAILBOX = {"googlemail.com": "gmail.com"}
 
 
 def email_key(email: str) -> str:
-    """One mailbox, however it is written: case folded, and the dots and +tags its provider ignores removed
+    """One mailbox, however it is written: case folded, any +tag and the dots its provider ignores removed
     ("J.Doe+shop@GMail.com" -> "jdoe@gmail.com"). Who opens many emails opens many of these."""
     local, _, domain = email.strip().casefold().rpartition("@")
     if not local:
         return email.strip().casefold()
     domain = _SAME_MAILBOX.get(domain, domain)
-    if domain in _PLUS_TAGS:
-        local = local.split("+", 1)[0]
+    local = local.split("+", 1)[0]  # a +tag: ignored by most providers, and one person's either way
     if domain in _DOTS_IGNORED:
         local = local.replace(".", "")
     return f"{local}@{domain}"
@@ -75,9 +72,10 @@ def signals_for_order(order: Order, *, radar: dict | None = None) -> Signals:
         billing_country=order.billing_country or order.ship_country,
         amount=order.total_amount,
         currency=order.currency,
-        product_ids=tuple(product_id for product_id, _, _ in lines),
-        high_risk_products=tuple(name for _, name, high_risk in lines if high_risk),
+        product_ids=tuple(product_id for product_id, _, _, _ in lines),
+        high_risk_products=tuple(name for _, name, high_risk, _ in lines if high_risk),
         radar=radar or {},
+        units=sum(quantity for _, _, _, quantity in lines),
     )
 
 

@@ -27,3 +27,11 @@ def expire_overdue_reviews() -> int:
     from riskengine.review import review_expire_overdue
 
     return review_expire_overdue()
+
+
+@shared_task(acks_late=True, time_limit=1800, soft_time_limit=1500)
+def risk_model_retrain() -> str:
+    """Weekly: train a new risk model version in shadow when new labels arrived since the newest one."""
+    from riskengine.learning import risk_model_train
+
+    return risk_model_train(actor="celery:risk_model_retrain", only_when_new=True).message

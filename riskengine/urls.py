@@ -8,6 +8,7 @@ app_name = "review"
 urlpatterns = [
     path("", views.queue, name="queue"),
     path("metrics/", views.metrics_page, name="metrics"),
+    path("backtest/", views.backtest_page, name="backtest"),
     path(
         "login/",
         LoginView.as_view(template_name="riskengine/login.html", next_page=reverse_lazy("review:queue")),

@@ -4,6 +4,10 @@ Four event streams are counted per identifier (email, IP, device, card fingerpri
 orders placed, failed payments, distinct cards seen, and distinct emails seen (one card or device
 under many emails is a stolen card or a ring). Redis answers in one pipeline round trip;
 if it cannot be reached the same counts come from PostgreSQL, so the engine keeps deciding.
+
+As of an earlier moment (riskengine.asof, the backtest) the counts always come from PostgreSQL, over the
+window ending at that moment and from the rows that had arrived by then: orders by their checkout, a card by
+the payment that wrote it on its order (as Redis records 'card_used'), failed attempts written before it.
 """
 
 import hashlib
@@ -17,6 +21,7 @@ from django.db.models import CharField, Count, ExpressionWrapper, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
+from riskengine.asof import as_of_cache, as_of_now
 from riskengine.config import LINK_FIELDS
 from riskengine.signals import email_key
 
@@ -94,6 +99,9 @@ def _declined_card() -> ExpressionWrapper:
 def velocity_counts_many(requests: list[Request]) -> tuple[dict[Request, int], str]:
     """Every count the velocity rules need, in one Redis round trip (or from the database)."""
     requests = list(dict.fromkeys(requests))
+    moment = as_of_now()
+    if moment is not None:
+        return _database_counts_as_of(requests, moment), "database"
     client = _redis()
     if client is not None and requests:
         now = time.time()
@@ -114,16 +122,91 @@ def velocity_counts(*, metric: str, ids: dict[str, str], window_seconds: int) ->
     return {kind: counts[(metric, kind, value, window_seconds)] for kind, value in ids.items()}, source
 
 
-def _database_counts_many(requests: list[Request]) -> dict[Request, int]:
+def _database_counts_as_of(requests: list[Request], moment) -> dict[Request, int]:
+    """The counts as they stood at `moment`, each counted once per moment in an as-of block."""
+    cache = as_of_cache()
+    cache = {} if cache is None else cache
+    missing = [r for r in requests if ("velocity", r) not in cache]
+    if missing:
+        timeline = (as_of_cache(shared=True) or {}).get(VelocityTimeline)
+        counted = timeline.counts(missing, moment) if timeline is not None else None
+        for request, n in (counted or _database_counts_many(missing, until=moment)).items():
+            cache[("velocity", request)] = n
+    return {r: cache[("velocity", r)] for r in requests}
+
+
+class VelocityTimeline:
+    """A period's orders and failed attempts held in memory, counted as _database_counts_many counts them as of
+    a moment. A backtest asks thousands of moments: put one in the as-of block's shared cache, under this class,
+    and each moment costs no query (tests/riskengine/test_backtest.py checks both count alike)."""
+
+    def __init__(self, *, start, end):
+        from orders.models import Order, OrderEvent
+
+        self.start, self.end = start - timedelta(seconds=MAX_WINDOW_SECONDS), end
+        columns = list(LINK_FIELDS.values())
+        self.orders: dict[tuple[str, str], list[tuple]] = {}  # (kind, value) -> [(placed, paid, card, email)]
+        in_period = Q(created_at__gte=self.start, created_at__lte=end) | Q(paid_at__gte=self.start, paid_at__lte=end)
+        for row in Order.objects.filter(in_period).values_list(*columns, "created_at", "paid_at").iterator(5000):
+            ids = dict(zip(LINK_FIELDS, row, strict=False))
+            for kind, value in ids.items():
+                if value:
+                    self.orders.setdefault((kind, str(value)), []).append((row[-2], row[-1], ids["card"], ids["email"]))
+        self.failed: dict[tuple[str, str], list[tuple]] = {}  # (kind, value) -> [(when, declined card, email)]
+        failed = OrderEvent.objects.filter(type="payment_failed", created_at__gte=self.start, created_at__lte=end)
+        rows = failed.annotate(card=_declined_card()).values_list(
+            "created_at", "card", *(f"order__{c}" for c in columns if c != LINK_FIELDS["card"])
+        )
+        for when, card, *values in rows.iterator(5000):
+            ids = dict(zip([k for k in LINK_FIELDS if k != "card"], values, strict=True)) | {"card": card}
+            for kind, value in ids.items():
+                if value:
+                    self.failed.setdefault((kind, str(value)), []).append((when, card or "", ids["email"]))
+
+    def counts(self, requests: list[Request], moment) -> dict[Request, int] | None:
+        """The counts as of `moment`, or None when a window reaches outside the period held."""
+        found = {}
+        for request in requests:
+            metric, kind, value, window = request
+            since = moment - timedelta(seconds=window)
+            if since < self.start or moment > self.end:
+                return None
+            orders, failed = self.orders.get((kind, value), []), self.failed.get((kind, value), [])
+            if metric == "orders":  # by their checkout; by card, from the payment that wrote it
+                times = (paid if kind == "card" else placed for placed, paid, *_ in orders)
+                found[request] = sum(1 for when in times if when is not None and since <= when <= moment)
+            elif metric == "failed_payments":
+                found[request] = sum(since <= when < moment for when, *_ in failed)
+            elif metric in ("distinct_cards", "distinct_emails"):
+                cards = metric == "distinct_cards"
+                by_payment = cards or kind == "card"
+                seen = {
+                    card if cards else email_key(email or "")
+                    for placed, paid, card, email in orders
+                    if (not cards or card)
+                    and (when := paid if by_payment else placed) is not None
+                    and since <= when <= moment
+                }
+                seen |= {
+                    card if cards else email_key(email or "")
+                    for when, card, email in failed
+                    if card and since <= when < moment
+                }
+                found[request] = len(seen - {None, ""})
+        return found
+
+
+def _database_counts_many(requests: list[Request], *, until=None) -> dict[Request, int]:
     """The same counts from PostgreSQL: one query per metric asked for, whatever the identifiers and windows.
 
     Orders and failed payments are counted with one filtered COUNT per request over the rows matching
     any of the identifiers; distinct cards are collected from paid orders and declined attempts and
-    counted per request in memory (a shopper's own rows are few).
+    counted per request in memory (a shopper's own rows are few). With `until` (an earlier moment), only
+    what had arrived by then counts, in windows ending then (see riskengine.asof).
     """
     from orders.models import Order
 
-    now = timezone.now()
+    now = timezone.now() if until is None else until
     counts: dict[Request, int] = {}
     for metric in METRICS:
         wanted = [r for r in requests if r[0] == metric]
@@ -134,7 +217,9 @@ def _database_counts_many(requests: list[Request]) -> dict[Request, int]:
         by_identifier = Q()
         for _, kind, value, _ in wanted:
             by_identifier |= Q(**{LINK_FIELDS[kind]: value})
-        if metric == "orders":
+        if metric == "orders" and until is not None:
+            counts.update(_order_counts_as_of(wanted, since, earliest, by_identifier, until))
+        elif metric == "orders":
             aggregates = {
                 f"n{i}": Count("pk", filter=Q(**{LINK_FIELDS[r[1]]: r[2]}, created_at__gte=since[r]))
                 for i, r in enumerate(wanted)
@@ -142,17 +227,38 @@ def _database_counts_many(requests: list[Request]) -> dict[Request, int]:
             row = Order.objects.filter(by_identifier, created_at__gte=earliest).aggregate(**aggregates)
             counts.update({r: row[f"n{i}"] for i, r in enumerate(wanted)})
         elif metric == "failed_payments":
-            counts.update(_failed_payment_counts(wanted, since, earliest))
+            counts.update(_failed_payment_counts(wanted, since, earliest, until))
         else:
-            counts.update(_distinct_counts(wanted, since, earliest, by_identifier, of=metric.split("_", 1)[1]))
+            of = metric.split("_", 1)[1]
+            counts.update(_distinct_counts(wanted, since, earliest, by_identifier, of=of, until=until))
     return counts
 
 
-def _failed_payment_counts(wanted: list[Request], since: dict, earliest) -> dict[Request, int]:
+def _order_counts_as_of(wanted: list[Request], since: dict, earliest, by_identifier: Q, until) -> dict[Request, int]:
+    """Orders per identifier as Redis counted them then: by their checkout, and by card from their payment."""
+    from orders.models import Order
+
+    placed = Q(created_at__gte=earliest, created_at__lte=until)
+    paid = Q(paid_at__gte=earliest, paid_at__lte=until)
+    aggregates = {}
+    for i, (_, kind, value, _) in enumerate(wanted):
+        start = since[wanted[i]]
+        if kind == "card":
+            when = Q(paid_at__gte=start, paid_at__lte=until)
+        else:
+            when = Q(created_at__gte=start, created_at__lte=until)
+        aggregates[f"n{i}"] = Count("pk", filter=Q(**{LINK_FIELDS[kind]: value}) & when)
+    row = Order.objects.filter(by_identifier, placed | paid).aggregate(**aggregates)
+    return {r: row[f"n{i}"] for i, r in enumerate(wanted)}
+
+
+def _failed_payment_counts(wanted: list[Request], since: dict, earliest, until=None) -> dict[Request, int]:
     """Failed attempts per identifier: by the order's email, IP or device, or by the declined card itself."""
     from orders.models import Order, OrderEvent
 
     failed = OrderEvent.objects.filter(type="payment_failed", created_at__gte=earliest)
+    if until is not None:
+        failed = failed.filter(created_at__lt=until)
     counts: dict[Request, int] = {}
     cards = [r for r in wanted if r[1] == "card"]
     if cards:  # the (data->>'card', created_at) partial index
@@ -179,19 +285,28 @@ def _failed_payment_counts(wanted: list[Request], since: dict, earliest) -> dict
     return counts
 
 
-def _distinct_counts(wanted: list[Request], since: dict, earliest, by_identifier: Q, *, of: str) -> dict[Request, int]:
+def _distinct_counts(
+    wanted: list[Request], since: dict, earliest, by_identifier: Q, *, of: str, until=None
+) -> dict[Request, int]:
     """Distinct cards (`of="cards"`) or emails (`of="emails"`) seen per identifier: on orders (the card paid
-    with) and on declined attempts (the declined card, which also counts as the attempt's card identifier)."""
+    with) and on declined attempts (the declined card, which also counts as the attempt's card identifier).
+
+    With `until`, an order is seen from its checkout, except where its card is what is counted or counted by
+    (distinct cards; emails per card): from its payment, when Redis recorded it."""
     from orders.models import Order, OrderEvent
 
     fields = list(LINK_FIELDS.values())
     card_field = LINK_FIELDS["card"]
-    seen: list[tuple[dict, str, str, object]] = []  # (identifier values, card, email, when)
-    orders = Order.objects.filter(by_identifier, created_at__gte=earliest)
+    seen: list[tuple[dict, str, str, object, object]] = []  # (identifier values, card, email, placed, paid)
+    if until is None:
+        orders = Order.objects.filter(by_identifier, created_at__gte=earliest)
+    else:
+        placed = Q(created_at__gte=earliest, created_at__lte=until)
+        orders = Order.objects.filter(by_identifier, placed | Q(paid_at__gte=earliest, paid_at__lte=until))
     if of == "cards":
         orders = orders.exclude(card_fingerprint="")
-    for row in orders.values(*fields, "created_at"):
-        seen.append((row, row[card_field], row["email"], row["created_at"]))
+    for row in orders.values(*fields, "created_at", *(["paid_at"] if until else [])):
+        seen.append((row, row[card_field], row["email"], row["created_at"], row.get("paid_at")))
     declined_by = by_identifier
     cards = [value for _, kind, value, _ in wanted if kind == "card"]
     declined = (
@@ -200,18 +315,24 @@ def _distinct_counts(wanted: list[Request], since: dict, earliest, by_identifier
         .exclude(card="")
         .exclude(card__isnull=True)
     )
+    if until is not None:
+        declined = declined.filter(created_at__lt=until)
     declined = declined.filter(Q(order__in=Order.objects.filter(declined_by)) | Q(card__in=cards))
     for row in declined.values("card", "created_at", *(f"order__{f}" for f in fields)):
         ids = {f: row[f"order__{f}"] for f in fields} | {card_field: row["card"]}
-        seen.append((ids, row["card"], ids["email"], row["created_at"]))
+        seen.append((ids, row["card"], ids["email"], row["created_at"], row["created_at"]))
     counts: dict[Request, int] = {}
     for request in wanted:
         _, kind, value, _ = request
         field = LINK_FIELDS[kind]
+        by_payment = until is not None and (of == "cards" or kind == "card")
         found = {
             (card if of == "cards" else email_key(email or ""))
-            for ids, card, email, when in seen
-            if str(ids[field]) == value and when >= since[request]
+            for ids, card, email, placed, paid in seen
+            if str(ids[field]) == value
+            and (when := paid if by_payment else placed) is not None
+            and since[request] <= when
+            and (until is None or when <= until)
         }
         counts[request] = len(found - {None, ""})
     return counts

@@ -1,12 +1,15 @@
 """The ops review queue and the risk metrics: pages for the 'Risk reviewers' group, not the Django admin.
 
-Reviewers are not staff; every page asks for riskengine.review_orders. Thin: the pages read the order's
+Reviewers are not staff; every review page asks for riskengine.review_orders. Thin: the pages read the order's
 story and act through riskengine.review, whose services write an OrderEvent for every action.
+The backtest page (the current rules against a proposal, riskengine.backtest) is for staff who may see the rules.
 """
 
+import copy
 from datetime import timedelta
 from functools import wraps
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
@@ -19,7 +22,9 @@ from orders.status import IllegalTransition
 from payments.providers.base import PaymentError
 from payments.refunds import RefundNotAllowed
 from riskengine import metrics
-from riskengine.models import FraudLabel, ListKind, ReviewCase, ReviewStatus, RiskSettings
+from riskengine.backtest import Configuration, backtest_compare, configuration_build, configuration_current
+from riskengine.backtest_report import DECISIONS, comparison_side_by_side, simulation_patterns
+from riskengine.models import FraudLabel, ListKind, ReviewCase, ReviewStatus, RiskRule, RiskSettings, RuleMode
 from riskengine.review import BLOCKABLE, ReviewError, review_approve, review_claim, review_reject
 from riskengine.selectors import linked_orders
 
@@ -265,3 +270,101 @@ def metrics_page(request):
         "settings": RiskSettings.current(),
     }
     return render(request, "riskengine/metrics.html", context)
+
+
+# Backtest ----------------------------------------------------------------------------------------------
+
+RULE_MODES = [(RuleMode.ACTIVE.value, "active"), (RuleMode.SHADOW.value, "shadow"), ("off", "off")]
+
+
+def staff_required(view):
+    """Staff who may see the rules (as the admin's backtest action): others get the admin login or 403."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), login_url=reverse("admin:login"))
+        if not (request.user.is_staff and request.user.has_perm("riskengine.view_riskrule")):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+class ProposalForm(forms.Form):
+    """A proposed configuration: thresholds, each rule active, shadow or off with its points, and the window."""
+
+    days = forms.IntegerField(min_value=1, max_value=365, initial=30)
+    review_threshold = forms.IntegerField(min_value=1, max_value=100)
+    decline_threshold = forms.IntegerField(min_value=1, max_value=100)
+    shadow_as_active = forms.BooleanField(required=False, label="Count the proposal's shadow rules as active")
+
+    def __init__(self, *args, rules: list[RiskRule], thresholds: RiskSettings, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rules = rules
+        self.fields["review_threshold"].initial = thresholds.review_threshold
+        self.fields["decline_threshold"].initial = thresholds.decline_threshold
+        for rule in rules:
+            self.fields[f"mode_{rule.pk}"] = forms.ChoiceField(
+                choices=RULE_MODES, initial=rule.mode if rule.enabled else "off", label=f"{rule.name}: mode"
+            )
+            self.fields[f"points_{rule.pk}"] = forms.IntegerField(
+                min_value=0, max_value=100, initial=rule.points, label=f"{rule.name}: points"
+            )
+
+    def clean(self):
+        cleaned = super().clean()
+        review, decline = cleaned.get("review_threshold"), cleaned.get("decline_threshold")
+        if review is not None and decline is not None and not review < decline:
+            raise forms.ValidationError(
+                f"The review threshold ({review}) must be below the decline threshold ({decline})."
+            )
+        return cleaned
+
+    def rule_rows(self) -> list[dict]:
+        return [{"rule": r, "mode": self[f"mode_{r.pk}"], "points": self[f"points_{r.pk}"]} for r in self.rules]
+
+    def proposal(self) -> Configuration:
+        data, chosen = self.cleaned_data, []
+        for rule in self.rules:
+            if data[f"mode_{rule.pk}"] == "off":
+                continue
+            proposed = copy.copy(rule)  # in memory only: nothing is saved
+            proposed.mode, proposed.points = data[f"mode_{rule.pk}"], data[f"points_{rule.pk}"]
+            chosen.append(proposed)
+        return configuration_build(
+            name="proposed",
+            rules=chosen,
+            review_threshold=data["review_threshold"],
+            decline_threshold=data["decline_threshold"],
+            shadow_as_active=data["shadow_as_active"],
+        )
+
+
+def _model_status() -> str:
+    """The risk model's status sentence, when the shop has the model (riskengine.learning) at all."""
+    try:
+        from riskengine.learning import model_status  # optional: the page works without the model
+    except ImportError:
+        return ""
+    return model_status()
+
+
+@require_GET
+@staff_required
+def backtest_page(request):
+    rules = list(RiskRule.objects.order_by("name"))
+    thresholds = RiskSettings.objects.filter(pk=1).first() or RiskSettings()
+    submitted = "review_threshold" in request.GET
+    form = ProposalForm(request.GET if submitted else None, rules=rules, thresholds=thresholds)
+    context = {"form": form, "model_status": _model_status(), "decisions": DECISIONS, "comparison": None}
+    if not submitted:
+        return render(request, "riskengine/backtest.html", context)
+    if not form.is_valid():
+        return render(request, "riskengine/backtest.html", context, status=400)
+    patterns, note = simulation_patterns()
+    comparison = backtest_compare(
+        configurations=[configuration_current(), form.proposal()], days=form.cleaned_data["days"], patterns=patterns
+    )
+    context |= {"comparison": comparison, "table": comparison_side_by_side(comparison), "note": note}
+    return render(request, "riskengine/backtest.html", context)

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_countries",
     "storefront",
     "catalog",
     "orders",
@@ -110,6 +111,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "storefront.context_processors.cart_summary",
+                "storefront.context_processors.shop",
             ],
         },
     },
@@ -185,6 +187,14 @@ STORAGES = {
             "default_acl": "private",
             "querystring_auth": True,
             "file_overwrite": False,
+        },
+    },
+    # Product images and the shop's logo: public, served by the shop itself at /media/ (storefront.media).
+    "public": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": env.str("PUBLIC_MEDIA_ROOT", default=str(BASE_DIR / "media" / "public")),
+            "base_url": "/media/",
         },
     },
     "staticfiles": {
@@ -279,6 +289,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=1),
         "options": {"expires": 50},
     },
+    # The risk model learns from the week's new labels; a run with nothing new stores nothing (see riskengine.learning).
+    "risk-model-retrain": {
+        "task": "riskengine.tasks.risk_model_retrain",
+        "schedule": timedelta(weeks=1),
+        "options": {"expires": 6 * 3600},
+    },
 }
 
 # Payments. With DEBUG on and no STRIPE_SECRET_KEY the shop talks to a localstripe on 127.0.0.1; with DEBUG off
@@ -318,6 +334,11 @@ SHIPPING_FLAT_FEE = env.int("SHIPPING_FLAT_FEE", default=500)  # minor units, pe
 MAX_KEY_IMPORT_BYTES = env.int("MAX_KEY_IMPORT_BYTES", default=50 * 1024 * 1024)
 FULFILMENT_SWEEP_AFTER = timedelta(minutes=env.int("FULFILMENT_SWEEP_AFTER_MINUTES", default=3))
 RISK_VELOCITY_PREFIX = env.str("RISK_VELOCITY_PREFIX", default="risk:v")
+# The risk model (riskengine.learning): an order counts as good once delivered and undisputed this many days
+# after payment; below these counts of fraud and good labels no model is trained and the rules decide alone.
+RISK_MODEL_SETTLE_DAYS = env.int("RISK_MODEL_SETTLE_DAYS", default=60)
+RISK_MODEL_MIN_FRAUD = env.int("RISK_MODEL_MIN_FRAUD", default=30)
+RISK_MODEL_MIN_GOOD = env.int("RISK_MODEL_MIN_GOOD", default=300)
 ORDER_LOOKUP_RATE = env.int("ORDER_LOOKUP_RATE_PER_HOUR", default=10)
 # How many reverse proxies sit in front of the app and append to X-Forwarded-For (0: trust none).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)

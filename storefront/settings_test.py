@@ -25,6 +25,7 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_EAGER_PROPAGATES = True
 STORAGES["default"]["OPTIONS"]["location"] = str(CACHE_DIR / "test-media")  # noqa: F405
+STORAGES["public"]["OPTIONS"]["location"] = str(CACHE_DIR / "test-media-public")  # noqa: F405
 LOGGING["root"]["level"] = "INFO"  # noqa: F405
 # One test database per run, so concurrent runs on one server never trample each other.
 DATABASES["default"]["TEST"] = {"NAME": f"test_storefront_{os.getpid()}"}  # noqa: F405

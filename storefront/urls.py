@@ -12,8 +12,9 @@ from orders.api import (
     OrderStatusApi,
 )
 from payments.views import channel_webhook, stripe_webhook
-from storefront import views
+from storefront import seo, shop_views, views
 from storefront.api_errors import api_not_found
+from storefront.media import public_media
 
 api = [
     path("products/", ProductListApi.as_view(), name="api-products"),
@@ -26,12 +27,20 @@ api = [
     path("orders/<str:token>/reveal/", OrderRevealApi.as_view(), name="api-order-reveal"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    re_path(r"^.*$", api_not_found, name="api-not-found"),  # last: a path no endpoint matches
+    re_path(r"^[\s\S]*$", api_not_found, name="api-not-found"),  # last: a path no endpoint matches, newlines too
 ]
 
 urlpatterns = [
-    path("", views.product_list, name="product-list"),
-    path("p/<slug:slug>/", views.product_detail, name="product-detail"),
+    path("", shop_views.home, name="product-list"),
+    path("c/<slug:slug>/", shop_views.category_view, name="category"),
+    path("search/", shop_views.search_view, name="search"),
+    path("p/<slug:slug>/", shop_views.product_detail, name="product-detail"),
+    path("pages/<slug:slug>/", shop_views.shop_page, name="shop-page"),
+    path("media/<path:path>", public_media, name="public-media"),
+    path("brand.css", shop_views.brand_css, name="brand-css"),
+    path("sitemap.xml", seo.sitemap, name="sitemap"),
+    path("robots.txt", seo.robots_txt, name="robots"),
+    path("favicon.ico", seo.favicon, name="favicon"),
     path("p/<slug:slug>/add/", views.cart_add_view, name="cart-add"),
     path("cart/", views.cart_view, name="cart"),
     path("checkout/", views.checkout_view, name="checkout"),
@@ -49,3 +58,6 @@ urlpatterns = [
     path("review/", include("riskengine.urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = "storefront.errors.page_not_found"
+handler500 = "storefront.errors.server_error"

@@ -12,15 +12,14 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from catalog.models import FulfilmentKind, Product
-from catalog.selectors import product_get_for_sale, product_in_stock, product_list_for_sale, product_stock_label
 from fulfillment.models import KeyStatus
 from fulfillment.services import DownloadUnavailable, download_start, download_token_for_line, order_reveal_keys
 from orders.cart import cart_add, cart_clear, cart_lines, cart_set_quantity
 from orders.errors import MESSAGES, CheckoutError
 from orders.models import OrderLine, OrderStatus
-from orders.selectors import order_find_for_lookup, order_get_by_token
+from orders.selectors import order_get_by_token
 from orders.services import checkout_create_order, checkout_requires_shipping
-from orders.tasks import send_order_email
+from orders.tasks import send_order_links
 from payments.models import PaymentStatus, Provider
 from payments.providers.base import PaymentDeclined, PaymentError
 from payments.refunds import RefundNotAllowed, refund_issue, shopper_refund_check
@@ -40,30 +39,6 @@ from storefront.outages import unavailable_page
 from storefront.ratelimit import RATE_LIMITED_MESSAGE, client_ip, client_rate_limited
 
 logger = logging.getLogger(__name__)
-
-
-@require_GET
-def product_list(request):
-    products = [(p, product_stock_label(p)) for p in product_list_for_sale()]
-    return render(request, "storefront/product_list.html", {"products": products})
-
-
-@require_GET
-def product_detail(request, slug: str):
-    try:
-        product = product_get_for_sale(slug=slug)
-    except Product.DoesNotExist:
-        raise Http404 from None
-    return render(
-        request,
-        "storefront/product_detail.html",
-        {
-            "product": product,
-            "in_stock": product_in_stock(product),
-            "stock": product_stock_label(product),
-            "quantities": range(1, product.max_per_order + 1),
-        },
-    )
 
 
 def _quantity(request) -> int:
@@ -254,6 +229,8 @@ def _order_page(request, order, *, revealed: dict[int, list[str]] | None = None,
         "payment_failed": payment_failed,
         "waiting": order.status in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAID) and not failed,
         "has_digital": any(not item["line"].requires_shipping for item in lines),
+        "has_keys": any(item["line"].kind == FulfilmentKind.LICENSE_KEY for item in lines),
+        "has_downloads": any(item["line"].kind == FulfilmentKind.DOWNLOAD for item in lines),
         "review_hours": RiskSettings.current().review_deadline_hours if order.status == OrderStatus.ON_HOLD else 0,
     }
     response = render(request, "storefront/order_detail.html", context, status=status)
@@ -333,15 +310,13 @@ def order_refund(request, token: str, signature: str):
 
 @require_http_methods(["GET", "POST"])
 def order_lookup(request):
-    """Emails the order link to the address on the order. The answer never says whether it exists."""
+    """Emails the links of that address's recent orders to it. The answer never says whether there are any."""
     form = OrderLookupForm(request.POST or None)
     sent = False
     if request.method == "POST" and form.is_valid():
         if client_rate_limited(request, scope="lookup", limit=settings.ORDER_LOOKUP_RATE):
             return render(request, "storefront/order_lookup.html", {"form": form, "limited": True}, status=429)
-        order = order_find_for_lookup(email=form.cleaned_data["email"], number=form.cleaned_data["number"])
-        if order is not None:
-            send_order_email.delay(order.pk, "order_link")
+        send_order_links.delay(form.cleaned_data["email"])  # finds nothing, sends nothing: the answer is the same
         sent = True
     return render(request, "storefront/order_lookup.html", {"form": form, "sent": sent})
 

@@ -188,6 +188,8 @@ def main() -> None:
     try:
         if not only or "inprocess" in only:
             results["inprocess"] = in_process_figures()
+        elif "risk" in only:  # `tests/harness.py --bench risk`: the risk scoring figures alone, no report written
+            risk_figures()
         if not only or "load" in only or faults_only:
             from storefront.celery import app as celery_app
 
@@ -210,6 +212,9 @@ def main() -> None:
         stripe.stop()
     if faults_only:
         print(f"\n(only {', '.join(sorted(faults_only))}: docs/benchmarks.md left as it was; logs in {stack.dir})")
+        return
+    if only == {"risk"}:
+        print("\n(only the risk scoring figures: docs/benchmarks.md left as it was)")
         return
     from tests.load.report import write_report
 
@@ -245,8 +250,6 @@ def machine() -> str:
 
 def in_process_figures() -> dict:
     from tests.bench_import import bench_key_import
-    from tests.bench_risk import bench_risk_scoring
-    from tests.bench_risk import report as risk_report
 
     figures: dict = {}
     figures["import"] = imported = bench_key_import()
@@ -266,9 +269,45 @@ def in_process_figures() -> dict:
                 f"{what}, {claims['buyers']} concurrent buyers, {products} product(s): "
                 f"{claims['keys_per_s']:.0f}/s ({claims['orders']} in {claims['seconds']:.1f} s)"
             )
-    figures["risk"] = risk = bench_risk_scoring(n=int(os.environ.get("BENCH_RISK_ORDERS", "1000")), history=20000)
-    print(risk_report(risk))
+    figures.update(risk_figures())
     return figures
+
+
+def risk_figures() -> dict:
+    """Risk scoring latency with the rules alone, then with a trained risk model active."""
+    from tests.bench_risk import bench_risk_scoring
+    from tests.bench_risk import report as risk_report
+
+    n = int(os.environ.get("BENCH_RISK_ORDERS", "1000"))
+    figures = {"risk": bench_risk_scoring(n=n, history=20000)}
+    print(risk_report(figures["risk"]))
+    figures["risk_model"] = bench_risk_with_model(n=n)
+    print(f"with risk model v{figures['risk_model']['model']} active (features computed, stored and scored):")
+    print(risk_report(figures["risk_model"]))
+    return figures
+
+
+def bench_risk_with_model(*, n: int) -> dict:
+    """bench_risk_scoring with a risk model active: every paid assessment also computes and stores the order's
+    features and the model scores it. The model is trained on a labelled history of stored features (60 fraud,
+    340 good orders) that is deleted afterwards, and retired, so the load runs that follow see the rules alone."""
+    from orders.models import Order
+    from riskengine.learning import risk_model_retire, risk_model_train
+    from riskengine.models import ListEntry
+    from tests.bench_risk import bench_risk_scoring
+    from tests.riskengine.test_learning import labelled_history
+
+    ListEntry.objects.filter(created_by="bench").delete()  # bench_risk_scoring lists its IPs again, untagged
+    before = Order.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    labelled_history(fraud=60, good=340)
+    model = risk_model_train(actor="bench", activate=True).model
+    Order.objects.filter(pk__gt=before).delete()
+    if model is None:
+        raise SystemExit("bench: the risk model could not be trained")
+    try:
+        return bench_risk_scoring(n=n, history=20000) | {"model": model.version}
+    finally:
+        risk_model_retire(version=model.version, actor="bench")
 
 
 def load_figures(stack, *, localstripe_url: str, faults_only: set[str] = frozenset()) -> dict:

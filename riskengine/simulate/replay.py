@@ -99,6 +99,7 @@ def simulation_environment():
             override_settings(EMAIL_BACKEND=email, RISK_VELOCITY_PREFIX=prefix),
             mock.patch("orders.emails.order_email_send", _email_skipped),
             _stripe_answered_here(),
+            _velocity_redis_patient(),
         ):
             yield
     finally:
@@ -132,6 +133,23 @@ def _stripe_answered_here():
 
     calls = dict.fromkeys(("create_payment", "capture", "fetch_payment", "recent_payments", "submit_dispute_evidence"))
     with mock.patch.multiple(StripeProvider, refund=refund, **{name: unreachable for name in calls}):
+        yield
+
+
+@contextmanager
+def _velocity_redis_patient():
+    """The velocity counters' Redis client with seconds, not the production 50 ms, to answer: on a busy machine
+    a slow answer would switch the engine to the database counts for ten seconds of wall clock, a different
+    stretch of the month each run, and the same seed would not give the same figures."""
+    import redis
+
+    from riskengine import velocity
+
+    if not settings.REDIS_URL:
+        yield
+        return
+    patient = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5, socket_timeout=5)
+    with mock.patch.object(velocity, "_client", patient), mock.patch.object(velocity, "_down_until", {}):
         yield
 
 

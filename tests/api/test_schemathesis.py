@@ -245,3 +245,13 @@ def test_a_headless_shopper_buys_pays_and_reveals_through_answers_the_schema_all
     assert len(revealed["keys"]) == 2
     again = call("POST", pay, 409, path_parameters=order, body={"card_token": card}, media_type="application/json")
     assert again["error"]["code"] == "order_not_payable"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/nothing-here/", "/api/products/a%0Ab%0Dc/", "/api/products/%E2%80%A8/"])
+def test_a_path_no_endpoint_matches_gets_the_json_envelope_even_with_line_breaks(client, path):
+    response = client.get(path)
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json() == {"error": {"code": "not_found", "message": "Not found."}}

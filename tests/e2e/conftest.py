@@ -97,7 +97,7 @@ class Browsers:
 
     def __init__(self, chromium, base_url: str, test_name: str):
         self._chromium = chromium
-        self._base_url = base_url
+        self.base_url = base_url
         self._name = re.sub(r"[^\w.-]+", "_", test_name)
         self.people: list[Person] = []
         for stale in SCREENSHOTS.glob(f"{glob.escape(self._name)}*.png"):  # the folder shows the last run
@@ -105,7 +105,7 @@ class Browsers:
 
     def open(self, role: str = "shopper", *, locale: str = "en-US", width: int = 1100) -> Person:
         context = self._chromium.new_context(
-            base_url=self._base_url, locale=locale, viewport={"width": width, "height": 900}
+            base_url=self.base_url, locale=locale, viewport={"width": width, "height": 900}
         )
         context.set_default_timeout(STEP_TIMEOUT_MS)
         context.set_default_navigation_timeout(NAVIGATION_TIMEOUT_MS)

@@ -19,6 +19,7 @@ from tests.e2e.steps import (
     add_to_cart,
     address_inputs,
     check_out,
+    fill_address,
     key_product,
     order_line,
     order_of,
@@ -94,8 +95,7 @@ def test_a_physical_item_needs_an_address_and_then_awaits_shipment(browsers):
     assert not Order.objects.exists()
 
     # When they fill the address and pay
-    for selector, value in ADDRESS.items():
-        page.fill(selector, value)
+    fill_address(page, ADDRESS)
     page.get_by_role("button", name="Continue to payment").click()
     expect(page).to_have_url(re.compile(r"/pay/[\w-]+/"))
     pay_by_card(page)
@@ -125,8 +125,7 @@ def test_a_mixed_cart_asks_for_the_address_reveals_the_key_and_ships_the_rest(br
     expect(page.locator("#shipping-address")).to_be_visible()
     expect(page.locator("#id_ship_line1")).to_have_attribute("required", "")
     page.fill("#id_email", "mixed.buyer@example.com")
-    for selector, value in ADDRESS.items():
-        page.fill(selector, value)
+    fill_address(page, ADDRESS)
     page.get_by_role("button", name="Continue to payment").click()
     pay_by_card(page)
 

@@ -4,30 +4,61 @@ Each seed runs on an emptied database of its own (the bench's), with the shipped
 the figures are the ones a new shop gets. `make bench` calls `risk_figures`; run alone for a quick look:
 
     .venv/bin/python tests/load/risk_figures.py --seeds 1 2 --orders 11000
+
+`--predict` measures the backtest instead (`prediction_vs_live`): a month run live with the shipped
+configuration (A), the backtest over what it left predicting A and a proposed configuration (B), then the
+same month run live again with B on a fresh database; predicted against live, in points:
+
+    .venv/bin/python tests/load/risk_figures.py --predict --seeds 1 --orders 3000 --fraud-share 0.1
 """
 
 import argparse
 import importlib
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+# B: the shipped rules with the review threshold 5 points lower and one rule more.
+PROPOSED_REVIEW_DROP = 5
+PROPOSED_RULE = (
+    "Failed payments before this one, per email or device (a day)",
+    "velocity",
+    {"metric": "failed_payments", "by": ["email", "device"], "window_minutes": 1440, "threshold": 1},
+    30,
+    "Proposed: two or more declined cards before paying.",
+)
+FIGURES = ("caught_rate", "good_held_rate", "good_declined_rate")
 
 
-def month_on_fresh_database(*, seed: int, orders: int) -> dict:
-    """One simulated month on an emptied database holding only what the migrations give a new shop."""
+def database_empty() -> None:
+    """An emptied database holding only what the migrations give a new shop, with the shipped rules."""
     from django.core.management import call_command
 
     from payments.models import PaymentChannel
     from riskengine.defaults import shipped_rules_install
-    from riskengine.simulate import simulate_month
 
     call_command("flush", interactive=False, verbosity=0)
     for fields in importlib.import_module("payments.migrations.0003_default_channels").CHANNELS:
         PaymentChannel.objects.get_or_create(code=fields["code"], defaults=fields)
     shipped_rules_install()
-    return simulate_month(seed=seed, orders=orders).report
+
+
+def simulation_on_fresh_database(*, seed: int, orders: int, params=None, configure=None):
+    """One simulated month on an emptied database, with the shipped rules or what `configure()` installs."""
+    from riskengine.simulate import simulate_month
+
+    database_empty()
+    if configure is not None:
+        configure()
+    return simulate_month(seed=seed, orders=orders, params=params)
+
+
+def month_on_fresh_database(*, seed: int, orders: int, params=None) -> dict:
+    """One simulated month on an emptied database holding only what the migrations give a new shop."""
+    return simulation_on_fresh_database(seed=seed, orders=orders, params=params).report
 
 
 def risk_figures(*, seeds: tuple[int, ...] = (1, 2), orders: int = 11_000) -> dict:
@@ -36,10 +67,148 @@ def risk_figures(*, seeds: tuple[int, ...] = (1, 2), orders: int = 11_000) -> di
     return {"orders": orders, "reports": reports}
 
 
+def configuration_proposed(current, *, name: str = "B"):
+    """B, in memory: the current rules plus PROPOSED_RULE, the review threshold PROPOSED_REVIEW_DROP lower."""
+    from riskengine.backtest import configuration_build
+    from riskengine.models import RiskRule
+
+    name_, type_, params, points, description = PROPOSED_RULE
+    extra = RiskRule(name=name_, type=type_, params=params, points=points, description=description)
+    return configuration_build(
+        name=name,
+        rules=[*current.rules, extra],
+        review_threshold=current.review_threshold - PROPOSED_REVIEW_DROP,
+        decline_threshold=current.decline_threshold,
+    )
+
+
+def configuration_install(configuration) -> None:
+    """Make `configuration` the live one: its rules enabled in their modes, every other rule disabled."""
+    from riskengine.models import RiskRule, RiskSettings
+
+    RiskRule.objects.exclude(name__in=[r.name for r in configuration.rules]).update(enabled=False)
+    for rule in configuration.rules:
+        RiskRule.objects.update_or_create(
+            name=rule.name,
+            defaults={
+                "type": rule.type,
+                "params": rule.params,
+                "points": rule.points,
+                "mode": rule.mode,
+                "enabled": True,
+                "description": rule.description,
+            },
+        )
+    RiskSettings.objects.update_or_create(
+        pk=1,
+        defaults={
+            "review_threshold": configuration.review_threshold,
+            "decline_threshold": configuration.decline_threshold,
+        },
+    )
+
+
+def _truth_and_patterns(simulation) -> tuple[dict[str, bool], dict[str, str]]:
+    from orders.models import Order
+
+    numbers = dict(
+        Order.objects.filter(pk__in=[t.order_id for t in simulation.traces if t.order_id]).values_list("pk", "number")
+    )
+    placed = [t for t in simulation.traces if t.order_id in numbers]
+    return (
+        {numbers[t.order_id]: t.sim.fraud for t in placed},
+        {numbers[t.order_id]: t.sim.pattern for t in placed},
+    )
+
+
+def _live(report: dict) -> dict[str, float]:
+    fraud, good = report["overall"].get("fraud", {}), report["overall"].get("good", {})
+    return {
+        "caught_rate": fraud.get("caught_rate") or 0.0,
+        "good_held_rate": good.get("held_rate") or 0.0,
+        "good_declined_rate": good.get("declined_rate") or 0.0,
+    }
+
+
+def _predicted(figures) -> dict[str, float]:
+    return {name: getattr(figures.overall, name) or 0.0 for name in FIGURES}
+
+
+def prediction_vs_live(*, seed: int, orders: int, params=None, patterns_out: Path | None = None) -> dict:
+    """(a) A live; (b) the backtest of A's database predicting A and B; (c) B live on a fresh database.
+
+    Scored against the simulator's truth, as the live figures are; the label-scored prediction is kept too.
+    """
+    from datetime import timedelta
+
+    from riskengine.backtest import backtest_compare, configuration_current
+    from riskengine.backtest_report import comparison_table
+    from riskengine.simulate import PopulationParams
+
+    params = params or PopulationParams()
+    live_a = simulation_on_fresh_database(seed=seed, orders=orders, params=params)
+    truth, patterns = _truth_and_patterns(live_a)
+    if patterns_out:
+        patterns_out.write_text(json.dumps({"seed": seed, "orders": orders, "patterns": patterns}))
+    a = configuration_current(name="A")
+    b = configuration_proposed(a)
+    window = {"start": params.start - timedelta(days=1), "end": params.start + timedelta(days=params.days + 1)}
+    started = time.perf_counter()
+    comparison = backtest_compare(configurations=[a, b], truth=truth, patterns=patterns, **window)
+    seconds = time.perf_counter() - started
+    by_labels = backtest_compare(configurations=[a, b], **window)
+    live_b = simulation_on_fresh_database(
+        seed=seed, orders=orders, params=params, configure=lambda: configuration_install(b)
+    )
+    rows = {
+        "A": {"live": _live(live_a.report), "predicted": _predicted(comparison.figures("A"))},
+        "B": {"live": _live(live_b.report), "predicted": _predicted(comparison.figures("B"))},
+    }
+    for name, row in rows.items():
+        row["by_labels"] = _predicted(by_labels.figures(name))
+        row["difference_points"] = {k: round(100 * (row["predicted"][k] - row["live"][k]), 2) for k in FIGURES}
+    return {
+        "seed": seed,
+        "orders": orders,
+        "fraud_share": params.fraud_share,
+        "backtest_seconds": round(seconds, 1),
+        "replayed": comparison.orders,
+        "live_configurations": {
+            name: f"review >= {r['thresholds']['review']}, decline >= {r['thresholds']['decline']}, "
+            f"{len(r['rules'])} enabled rules"
+            for name, r in (("A", live_a.report), ("B", live_b.report))
+        },
+        "figures": rows,
+        "table": comparison_table(comparison),
+        "live_reports": {"A": live_a.report, "B": live_b.report},
+    }
+
+
+def prediction_table(result: dict) -> str:
+    lines = [
+        f"Backtest prediction against live replays: seed {result['seed']}, {result['orders']} orders, "
+        f"fraud share {result['fraud_share']}; the backtest replayed {result['replayed']} orders through A and B "
+        f"in {result['backtest_seconds']} s",
+        *(f"live {name}: {text}" for name, text in result["live_configurations"].items()),
+        f"{'config':<8}{'figure':<22}{'predicted':>11}{'live':>9}{'points':>9}{'by labels':>11}",
+    ]
+    for name, row in result["figures"].items():
+        for figure in FIGURES:
+            lines.append(
+                f"{name:<8}{figure:<22}{row['predicted'][figure] * 100:>10.2f}%{row['live'][figure] * 100:>8.2f}%"
+                f"{row['difference_points'][figure]:>+9.2f}{row['by_labels'][figure] * 100:>10.2f}%"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--orders", type=int, default=11_000)
+    parser.add_argument("--predict", action="store_true", help="Backtest prediction against live (A and B).")
+    parser.add_argument("--fraud-share", type=float, default=None, help="Fraudulent share of orders (0.03).")
+    parser.add_argument("--patterns-out", type=Path, default=None, help="Write order number -> pattern (JSON).")
+    parser.add_argument("--json-out", type=Path, default=None, help="Write the prediction figures (JSON).")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "storefront.settings_test")
@@ -61,12 +230,21 @@ def main() -> None:
         from django.core.management import call_command
         from django.db import connections
 
-        from riskengine.simulate import report_table
+        from riskengine.simulate import PopulationParams, report_table
 
         logging.getLogger().setLevel(logging.ERROR)
         call_command("migrate", verbosity=0)
+        params = PopulationParams() if args.fraud_share is None else PopulationParams(fraud_share=args.fraud_share)
+        results = []
         for seed in args.seeds:
-            print(report_table(month_on_fresh_database(seed=seed, orders=args.orders)), flush=True)
+            if not args.predict:
+                print(report_table(month_on_fresh_database(seed=seed, orders=args.orders, params=params)), flush=True)
+                continue
+            result = prediction_vs_live(seed=seed, orders=args.orders, params=params, patterns_out=args.patterns_out)
+            print(result["table"], "", prediction_table(result), "", sep="\n", flush=True)
+            results.append({k: v for k, v in result.items() if k not in ("table", "live_reports")})
+        if args.json_out:
+            args.json_out.write_text(json.dumps(results, indent=2))
         connections.close_all()
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:

@@ -160,7 +160,7 @@ class OrderLifecycle(RuleBasedStateMachine):
             with self.on_commit():
                 order = checkout_create_order(
                     lines=lines,
-                    email=f"{uuid.uuid4().hex[:12]}@example.com",  # velocity rules count per shopper
+                    email=f"buyer{uuid.uuid4().int % 10**12}@example.com",  # velocity rules count per shopper
                     shipping=ADDRESS,
                     locale="en",
                     purchase_ip=None,

@@ -1,140 +1,432 @@
-"""The backtest replays recent paid orders through today's rules, and writes nothing."""
+"""The backtest replays orders in time order, each as of its own moment, and writes nothing.
 
+Orders are placed at fixed moments in 2025 (time-machine), far from anything another test leaves, and the
+backtest's window is given exactly, so each test sees its own orders only.
+"""
+
+import re
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
+from django.urls import reverse
 
 from orders.models import Order, OrderEvent
 from orders.services import PaymentSignals
-from riskengine import velocity
-from riskengine.backtest import backtest_run
+from payments.providers.base import FraudSignal
+from riskengine import config, velocity
+from riskengine.asof import as_of, as_of_now
+from riskengine.backtest import backtest_compare, backtest_run, configuration_build, configuration_current
+from riskengine.config import risk_config
+from riskengine.feedback import fraud_signal_apply
 from riskengine.models import (
     FraudLabel,
     ListEntry,
+    ListKind,
     ReviewCase,
     RiskAssessment,
-    RiskDecision,
     RiskRule,
     RiskSettings,
     RuleMode,
     RuleType,
 )
-from tests.riskengine.test_rules import new_shopper, pay, place_order, service, use_only_rules
+from riskengine.rules import rule_blocklist, rule_linked_fraud, rule_velocity
+from riskengine.selectors import customer_average_paid
+from riskengine.services import risk_check_before_payment
+from riskengine.signals import signals_for_order
+from tests.riskengine.test_rules import fail_payment, new_shopper, pay, place_order, service, use_only_rules
 
-ELEVATED = {"outcome_type": "authorized", "risk_level": "elevated", "risk_score": 67}
+T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
+WINDOW = {"start": T0 - timedelta(days=1), "end": T0 + timedelta(days=40)}
+HOUR = 3600
 
 
 @pytest.fixture
-def history(db):
-    """Paid orders under an active 10-point high-risk rule, with a 40-point disposable-email rule in shadow:
+def clock(time_machine):
+    """Move the clock: clock(minutes=...) after T0, frozen there."""
 
-    flips: disposable email + high-risk product, approved at 10 (50 with the shadow rule: review)
-    plain: nothing against it, approved at 0
-    radar: Radar said elevated, held for review
-    old: like `flips` but paid 40 days ago; pending: never paid
-    """
+    def move(**delta) -> datetime:
+        moment = T0 + timedelta(**delta)
+        time_machine.move_to(moment, tick=False)
+        return moment
+
+    move()
+    return move
+
+
+def paid_with(order: Order, card: str, capture=None) -> Order:
+    return pay(order, capture, signals=PaymentSignals(card_fingerprint=card, card_country="US"))
+
+
+def dispute(order: Order) -> None:
+    """The card network's dispute, applied as the webhook applies it: labelled fraud, card, device, email blocked."""
+    fraud_signal_apply(order=order, provider_name="stripe", signal=FraudSignal(kind="dispute", reason="fraudulent"))
+
+
+# --- hindsight ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_orders_own_later_dispute_does_not_decline_it_in_the_backtest(clock):
+    # Given an order approved when paid, disputed ten days later (which blocklisted its card), and a second
+    # order with the same card after the dispute, declined by the blocklist when it was paid
+    use_only_rules(RiskRule(name="Blocklisted", type=RuleType.BLOCKLIST, points=100))
+    product, shopper = service(price_amount=2000), new_shopper()
+    first = paid_with(place_order(product, shopper), shopper.card)
+    clock(days=10)
+    dispute(first)
+    clock(days=11)
+    second = paid_with(place_order(product, new_shopper(card=shopper.card)), shopper.card)
+    assert [o.risk_assessments.get().decision for o in (first, second)] == ["approve", "decline"]
+    assert ListEntry.objects.filter(kind=ListKind.CARD, value=shopper.card).exists()
+
+    # When the month is backtested with the current configuration
+    clock(days=20)
+    comparison = backtest_compare(configurations=[configuration_current()], **WINDOW)
+
+    # Then the first order is approved as it was (the entry came after it), the second declined as it was
+    current = comparison.figures("current")
+    assert comparison.changed == []
+    assert current.overall.confusion["fraud"]["approve"] == 1  # the first: labelled fraud, not caught
+    assert current.overall.confusion["good"]["decline"] == 1  # the second: no label of its own
+    assert [(r.name, r.fraud_hits, r.good_hits) for r in current.rules] == [("Blocklisted", 0, 1)]
+    # (whereas the rule reading the lists as they are now would decline the first order too)
+    blocklist = RiskRule.objects.get(name="Blocklisted")
+    assert rule_blocklist(blocklist, signals_for_order(first)) is not None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("lists_held", [True, False], ids=["lists-in-memory", "lists-queried"])
+def test_lists_labels_links_and_history_are_read_as_of_the_moment_and_unchanged_without_one(
+    clock, monkeypatch, lists_held
+):
+    # Given lists short enough to hold in memory (or not), an order paid at T0 and, after it: its email
+    # blocklisted, another order sharing its device paid and labelled fraud, and a bigger paid order under its email
+    if not lists_held:
+        monkeypatch.setattr(config, "LIST_MEMORY_MAX", 0)
+    product, shopper = service(price_amount=2000), new_shopper()
+    order = paid_with(place_order(product, shopper), shopper.card)
+    moment = order.paid_at
+    clock(hours=1)
+    ListEntry.objects.create(kind=ListKind.EMAIL, value=shopper.email, created_by="test")
+    linked = paid_with(place_order(product, new_shopper(device=shopper.device)), "fp" + uuid.uuid4().hex[:14])
+    FraudLabel.objects.create(order=linked, source="dispute", is_fraud=True)
+    paid_with(place_order(service(price_amount=90000), new_shopper(email=shopper.email)), shopper.card)
+    block = RiskRule(name="b", type=RuleType.BLOCKLIST, points=100)
+    link = RiskRule(name="l", type=RuleType.LINKED_FRAUD, points=50, params={"hops": 2})
+
+    def fired() -> dict:
+        signals = signals_for_order(order)
+        return {
+            "block": rule_blocklist(block, signals) is not None,
+            "link": rule_linked_fraud(link, signals) is not None,
+            "history": customer_average_paid(email=shopper.email, currency=order.currency, excluding_order_id=order.pk),
+        }
+
+    # When the rules read now, and as of the order's payment
+    now = fired()
+    with as_of(moment):
+        then = fired()
+        inside = as_of_now()
+
+    # Then now they see everything learnt since (production, unchanged: no moment, the in-memory lists);
+    # then, nothing of it: no entry, no fraud label, no paid history (the 900.00 order came after)
+    assert now == {"block": True, "link": True, "history": 90000.0}
+    assert then == {"block": False, "link": False, "history": None}
+    assert (inside, as_of_now()) == (moment, None)
+    assert (risk_config().exact_lists is not None) is lists_held
+
+
+# --- velocity ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_velocity_counts_the_orders_placed_by_the_moment_not_those_after_nor_what_redis_says(clock):
+    # Given five orders under one email in an hour, the fourth paid; none recorded in Redis (no on-commit)
+    product, shopper = service(price_amount=1000), new_shopper()
+    placed = []
+    for minute in (0, 2, 4, 6):
+        clock(minutes=minute)
+        placed.append(place_order(product, shopper))
+    clock(minutes=7)
+    paid = paid_with(placed[3], shopper.card)
+    clock(minutes=20)
+    later = [place_order(product, shopper) for _ in range(5)]
+    ids = {"email": shopper.email}
+
+    # When the orders are counted as of the payment, as of the first order, and now
+    with as_of(paid.paid_at):
+        at_payment = velocity.velocity_counts(metric="orders", ids=ids, window_seconds=HOUR)
+    with as_of(placed[0].created_at):
+        at_first = velocity.velocity_counts(metric="orders", ids=ids, window_seconds=HOUR)
+    now = velocity.velocity_counts(metric="orders", ids=ids, window_seconds=HOUR)
+
+    # Then as of the payment the four placed by then count, as of the first order only itself, from the
+    # database; now (production) Redis answers, and it recorded none of them
+    assert at_payment == ({"email": 4}, "database")
+    assert at_first == ({"email": 1}, "database")
+    assert now == ({"email": 0}, "redis")
+    assert len(later) == 5
+    # And a velocity rule replayed as of the payment fires on those four
+    rule = RiskRule(
+        name="v", type=RuleType.VELOCITY, points=30, params={"metric": "orders", "by": ["email"], "threshold": 3}
+    )
+    with as_of(paid.paid_at):
+        assert rule_velocity(rule, signals_for_order(paid)).reason == "4 orders by this email in 60 min (limit 3)"
+    assert rule_velocity(rule, signals_for_order(paid)) is None
+
+
+@pytest.mark.django_db
+def test_a_card_counts_from_its_payment_and_a_failed_attempt_only_after_it_happened(
+    clock, django_capture_on_commit_callbacks
+):
+    # Given an order placed at T0, a card declined at +5 min, and the order paid with another card at +30 min
+    product, shopper = service(price_amount=1000), new_shopper()
+    order = place_order(product, shopper)
+    declined_at = clock(minutes=5)
+    fail_payment(order, django_capture_on_commit_callbacks, card="fpdeclined" + uuid.uuid4().hex[:6])
+    clock(minutes=30)
+    order = paid_with(order, shopper.card)
+    by_email, by_card = {"email": shopper.email}, {"card": shopper.card}
+
+    def counts() -> dict[str, int]:
+        return {
+            "failed": velocity.velocity_counts(metric="failed_payments", ids=by_email, window_seconds=HOUR)[0]["email"],
+            "cards": velocity.velocity_counts(metric="distinct_cards", ids=by_email, window_seconds=HOUR)[0]["email"],
+            "card_orders": velocity.velocity_counts(metric="orders", ids=by_card, window_seconds=HOUR)[0]["card"],
+            "card_emails": velocity.velocity_counts(metric="distinct_emails", ids=by_card, window_seconds=HOUR)[0][
+                "card"
+            ],
+        }
+
+    # When counted as of the decline itself, just after it, and as of the payment
+    with as_of(declined_at):
+        at_decline = counts()
+    with as_of(declined_at + timedelta(seconds=1)):
+        after_decline = counts()
+    with as_of(order.paid_at):
+        at_payment = counts()
+
+    # Then the decline counts only after it happened (the screen at its moment ran before it), and the card
+    # that paid only from the payment that wrote it on the order
+    assert at_decline == {"failed": 0, "cards": 0, "card_orders": 0, "card_emails": 0}
+    assert after_decline == {"failed": 1, "cards": 1, "card_orders": 0, "card_emails": 0}
+    assert at_payment == {"failed": 1, "cards": 2, "card_orders": 1, "card_emails": 1}
+
+
+@pytest.mark.django_db
+def test_the_backtests_timeline_in_memory_counts_as_the_database_does(clock, django_capture_on_commit_callbacks):
+    # Given an hour of shoppers sharing an IP, a device and a card, placing, failing and paying
+    product, office = service(price_amount=1000), new_shopper()
+    shoppers = [new_shopper(ip=office.ip), new_shopper(ip=office.ip, device=office.device), office]
+    stolen, moments = office.card, []
+    for step, shopper in enumerate(shoppers * 2):
+        moments.append(clock(minutes=5 * step))
+        order = place_order(product, shopper)
+        moments.append(clock(minutes=5 * step + 1))
+        fail_payment(order, django_capture_on_commit_callbacks, card=f"fpdecl{step % 3}{office.card[-6:]}")
+        moments.append(clock(minutes=5 * step + 2))
+        paid_with(order, stolen if step % 2 else shopper.card)
+    identifiers = {"email": office.email, "ip": office.ip, "device": office.device, "card": stolen}
+    requests = [
+        (metric, kind, value, window)
+        for metric in velocity.METRICS
+        for kind, value in identifiers.items()
+        for window in (10 * 60, HOUR, 24 * HOUR)
+    ]
+    timeline = velocity.VelocityTimeline(start=T0, end=T0 + timedelta(hours=1))
+
+    # When both count as of every moment something happened, and a second after each
+    instants = [m + timedelta(seconds=s) for m in moments for s in (0, 1)]
+    in_memory = [timeline.counts(requests, m) for m in instants]
+    queried = [velocity._database_counts_many(requests, until=m) for m in instants]
+
+    # Then they agree everywhere, on counts that are not all zero
+    assert in_memory == queried
+    assert {n for counts in queried for n in counts.values()} >= {0, 1, 2, 3}
+    assert timeline.counts(requests, T0 + timedelta(hours=2)) is None  # outside what it holds: ask the database
+
+
+# --- configurations ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def risky_month(db, clock):
+    """Under a 30-point high-risk rule and review at 40: three risky orders approved at 30 (one later labelled
+    fraud), two plain ones at 0."""
+    use_only_rules(RiskRule(name="Risky goods", type=RuleType.HIGH_RISK_PRODUCT, points=30), review=40, decline=80)
+    risky, plain = service(price_amount=1500, high_risk=True), service(price_amount=1500)
+    orders = []
+    for hour, product in enumerate((risky, risky, risky, plain, plain)):
+        clock(hours=hour)
+        shopper = new_shopper()
+        orders.append(paid_with(place_order(product, shopper), shopper.card))
+    clock(days=5)
+    FraudLabel.objects.create(order=orders[0], source="dispute", is_fraud=True)
+    clock(days=6)
+    return orders
+
+
+@pytest.mark.django_db
+def test_a_proposal_with_a_lower_review_threshold_holds_more(risky_month):
+    current = configuration_current()
+    proposed = configuration_build(
+        name="proposed", rules=list(current.rules), review_threshold=30, decline_threshold=80
+    )
+
+    comparison = backtest_compare(configurations=[current, proposed], **WINDOW)
+
+    now, then = comparison.figures("current").overall, comparison.figures("proposed").overall
+    assert (now.decisions["approve"], now.decisions["review"]) == (5, 0)
+    assert (then.decisions["approve"], then.decisions["review"]) == (2, 3)
+    assert (now.caught, then.caught, now.good_held, then.good_held) == (0, 1, 0, 2)
+    assert then.confusion == {
+        "fraud": {"approve": 0, "review": 1, "decline": 0, "blocked": 0, "unpaid": 0},
+        "good": {"approve": 2, "review": 2, "decline": 0, "blocked": 0, "unpaid": 0},
+    }
+    assert comparison.changed_count == 3
+    assert comparison.recorded.overall.decisions == now.decisions
+
+
+@pytest.mark.django_db
+def test_the_screens_are_replayed_and_a_proposed_rule_can_block_before_payment(
+    clock, django_capture_on_commit_callbacks
+):
+    # Given an order screened before each of four attempts, three cards declined, then paid: approved
+    use_only_rules(
+        RiskRule(
+            name="Failed payments",
+            type=RuleType.VELOCITY,
+            points=100,
+            params={"metric": "failed_payments", "by": ["email"], "threshold": 5},
+        )
+    )
+    shopper = new_shopper()
+    order = place_order(service(price_amount=500), shopper)
+    for minute in (1, 2, 3):
+        clock(minutes=minute)
+        assert risk_check_before_payment(order=order).decision == "approve"
+        fail_payment(order, django_capture_on_commit_callbacks, card=f"fpt{minute}{uuid.uuid4().hex[:8]}")
+    clock(minutes=4)
+    risk_check_before_payment(order=order)
+    order = paid_with(order, shopper.card)
+
+    # When a proposal lowers the rule's threshold to 2 (fires at three failures)
+    current = configuration_current()
+    stricter = RiskRule(**{**_fields(current.rules[0]), "params": {**current.rules[0].params, "threshold": 2}})
+    proposed = configuration_build(name="proposed", rules=[stricter], review_threshold=40, decline_threshold=80)
+    comparison = backtest_compare(configurations=[current, proposed], **WINDOW)
+
+    # Then the proposal blocks the order at its fourth screen, and its rule row shows the hit
+    assert comparison.changed == [(order.number, "approve", {"current": "approve", "proposed": "blocked"})]
+    assert comparison.figures("proposed").overall.good_declined == 1
+    assert [(r.name, r.good_hits) for r in comparison.figures("proposed").rules] == [("Failed payments", 1)]
+
+
+@pytest.mark.django_db
+def test_an_order_refused_by_the_screen_is_never_labelled_and_left_unpaid_when_a_proposal_lets_it_through(clock):
+    # Given a blocklisted device, and an order from it refused by the screen (so never paid)
+    use_only_rules(RiskRule(name="Blocklisted", type=RuleType.BLOCKLIST, points=100))
+    shopper = new_shopper()
+    ListEntry.objects.create(kind=ListKind.DEVICE, value=shopper.device, created_by="test")
+    clock(minutes=1)
+    order = place_order(service(price_amount=500), shopper)
+    assert risk_check_before_payment(order=order).decision == "decline"
+
+    # When the current rules and a proposal without the blocklist are compared
+    current = configuration_current()
+    proposed = configuration_build(name="proposed", rules=[], review_threshold=40, decline_threshold=80)
+    comparison = backtest_compare(configurations=[current, proposed], **WINDOW)
+
+    # Then it is blocked now as then, and the proposal lets it through to a payment that never happened;
+    # it has no label and can have none: counted apart from the fraud and the good orders
+    assert comparison.changed == [(order.number, "blocked", {"current": "blocked", "proposed": "unpaid"})]
+    figures = comparison.figures("current").overall
+    assert (figures.orders, figures.fraud, figures.good, figures.unlabelled) == (1, 0, 0, 1)
+    assert figures.confusion["unlabelled"]["blocked"] == 1 and figures.good_declined == 0
+    assert [(r.name, r.unlabelled_hits) for r in comparison.figures("current").rules] == [("Blocklisted", 1)]
+
+
+def _fields(rule: RiskRule) -> dict:
+    return {f.attname: getattr(rule, f.attname) for f in RiskRule._meta.concrete_fields if f.attname != "id"}
+
+
+# --- the paid-order replay of old (the admin's action, the command) ----------------------------------------
+
+
+@pytest.fixture
+def history(db, clock):
+    """Paid orders under an active 10-point high-risk rule, with a 40-point disposable-email rule in shadow:
+    flips (disposable email + high-risk product, 10; 50 with the shadow rule), plain (0), old (like flips,
+    paid 40 days before the others), pending (never paid)."""
     use_only_rules(
         RiskRule(name="Risky goods", type=RuleType.HIGH_RISK_PRODUCT, points=10),
         RiskRule(name="Disposable (trial)", type=RuleType.DISPOSABLE_EMAIL, points=40, mode=RuleMode.SHADOW),
-        RiskRule(
-            name="Orders per email",
-            type=RuleType.VELOCITY,
-            points=30,
-            params={"metric": "orders", "by": ["email", "ip"], "threshold": 5},
-        ),
     )
     risky, plain = service(price_amount=1500, high_risk=True), service(price_amount=1500)
 
     def disposable():
         return new_shopper(email=f"{uuid.uuid4().hex[:12]}@mailinator.com")
 
+    old = pay(place_order(risky, disposable()))
+    clock(days=40)
     orders = {
         "flips": pay(place_order(risky, disposable())),
         "plain": pay(place_order(plain, new_shopper())),
-        "radar": pay(place_order(plain, new_shopper()), signals=PaymentSignals(radar=ELEVATED)),
-        "old": pay(place_order(risky, disposable())),
+        "old": old,
         "pending": place_order(risky, disposable()),
     }
-    Order.objects.filter(pk=orders["old"].pk).update(paid_at=timezone.now() - timedelta(days=40))
+    clock(days=41)
     return orders
 
 
 @pytest.mark.django_db
-def test_history_is_as_described(history):
-    decisions = {name: list(order.risk_assessments.values_list("decision", "score")) for name, order in history.items()}
-
-    assert decisions == {
-        "flips": [(RiskDecision.APPROVE, 10)],
-        "plain": [(RiskDecision.APPROVE, 0)],
-        "radar": [(RiskDecision.REVIEW, 0)],
-        "old": [(RiskDecision.APPROVE, 10)],
-        "pending": [],
-    }
-
-
-@pytest.mark.django_db
 def test_shadow_rule_that_would_flip_an_order_shows_in_changed(history):
-    # When the last 30 days are replayed with the shadow rule counted as active
     report = backtest_run(days=30)
 
-    # Then the paid orders of the window are replayed, and only the flipped one changed;
-    # the Radar hold stands because the stored Radar outcome is replayed too
-    assert report.orders == 3
+    assert report.orders == 2
     assert report.changed == [(history["flips"].number, "approve", "review", 10, 50)]
-    assert report.counts_before == {"approve": 2, "review": 1, "decline": 0}
-    assert report.counts_after == {"approve": 1, "review": 2, "decline": 0}
+    assert report.counts_before == {"approve": 2, "review": 0, "decline": 0}
+    assert report.counts_after == {"approve": 1, "review": 1, "decline": 0}
 
 
 @pytest.mark.django_db
-def test_shadow_rules_stay_shadow_when_asked(history):
-    report = backtest_run(days=30, treat_shadow_as_active=False)
+def test_shadow_rules_stay_shadow_when_asked_and_given_rules_are_used_exactly(history):
+    assert backtest_run(days=30, treat_shadow_as_active=False).changed == []
 
-    assert report.orders == 3
-    assert report.changed == []
-    assert report.counts_after == report.counts_before
-
-
-@pytest.mark.django_db
-def test_given_rules_are_used_exactly(history):
-    # When only the disposable-email rule is replayed (without the high-risk rule)
     report = backtest_run(days=60, rules=[RiskRule.objects.get(name="Disposable (trial)")])
 
-    # Then the flipped order scores 40 from it alone, and the old order (now in the window) flips too
-    assert report.orders == 4
+    assert report.orders == 3
     assert sorted(report.changed) == sorted(
-        [
-            (history["flips"].number, "approve", "review", 10, 40),
-            (history["old"].number, "approve", "review", 10, 40),
-        ]
+        [(history[name].number, "approve", "review", 10, 40) for name in ("flips", "old")]
     )
 
 
 @pytest.mark.django_db
 def test_backtest_writes_nothing(history):
-    # Given no settings row yet (RiskSettings.current() would create one)
-    RiskSettings.objects.all().delete()
+    RiskSettings.objects.all().delete()  # RiskSettings.current() would create the row
     models = [Order, OrderEvent, RiskAssessment, ReviewCase, RiskRule, RiskSettings, ListEntry, FraudLabel]
     rows_before = {model.__name__: model.objects.count() for model in models}
     ids = {"email": history["flips"].email, "ip": history["flips"].purchase_ip}
-    counters_before = {m: velocity.velocity_counts(metric=m, ids=ids, window_seconds=3600)[0] for m in velocity.METRICS}
+    counters_before = {m: velocity.velocity_counts(metric=m, ids=ids, window_seconds=HOUR)[0] for m in velocity.METRICS}
 
-    # When the backtest runs
     with CaptureQueriesContext(connection) as queries:
         report = backtest_run(days=30)
+        comparison = backtest_compare(configurations=[configuration_current(shadow_as_active=True)], days=60)
 
-    # Then it read, and wrote nothing: no rows, no statements that write, no velocity records
-    assert report.changed
+    assert report.changed and comparison.changed_count == 2
     writes = [q["sql"] for q in queries if q["sql"].lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE")]
     assert writes == []
     assert {model.__name__: model.objects.count() for model in models} == rows_before
     assert RiskRule.objects.get(name="Disposable (trial)").mode == RuleMode.SHADOW
-    counters_after = {m: velocity.velocity_counts(metric=m, ids=ids, window_seconds=3600)[0] for m in velocity.METRICS}
+    counters_after = {m: velocity.velocity_counts(metric=m, ids=ids, window_seconds=HOUR)[0] for m in velocity.METRICS}
     assert counters_after == counters_before
 
 
@@ -146,28 +438,103 @@ def test_command_prints_the_summary_and_the_changed_orders(history):
 
     lines = out.getvalue().splitlines()
     assert lines[0] == (
-        "Risk backtest: 3 paid order(s) from the last 30 day(s), all enabled rules (shadow rules counted as active)."
+        "Risk backtest: 2 paid order(s) from the last 30 day(s), all enabled rules (shadow rules counted as active)."
     )
-    assert "decision    before   after  change" in lines
     assert "approve          2       1      -1" in lines
-    assert "review           1       2      +1" in lines
-    assert "decline          0       0      +0" in lines
-    assert "1 order(s) would be decided differently:" in lines
+    assert "review           0       1      +1" in lines
     assert f"{history['flips'].number:<14}approve  review   10 -> 50" in lines
 
 
 @pytest.mark.django_db
-def test_command_active_only_and_chosen_rules(history):
+def test_command_compares_a_proposal_and_refuses_bad_input(history):
     out = StringIO()
 
-    call_command("risk_backtest", "--days", "30", "--active-only", "--rule", "Risky goods", stdout=out)
+    call_command(
+        "risk_backtest", "--compare", "--days", "60", "--review-threshold", "10", "--mode", "Disposable (trial)=off",
+        stdout=out,
+    )  # fmt: skip
 
     text = out.getvalue()
-    assert "1 chosen rule(s): Risky goods (shadow rules stay shadow)" in text
-    assert "No decision would change." in text
+    assert re.search(r"thresholds\s+-\s+40/80\s+10/80", text)
+    assert re.search(r"good held\s+0 \(0\.0%\)\s+0 \(0\.0%\)\s+2 \(66\.7%\)", text)
+    assert "Disposable (trial)" in text and "2 order(s) decided differently." in text
+    with pytest.raises(CommandError, match="No rule named: Nope"):
+        call_command("risk_backtest", "--rule", "Nope", stdout=StringIO())
+    with pytest.raises(CommandError, match="--mode takes active, shadow, off"):
+        call_command("risk_backtest", "--compare", "--mode", "Risky goods=loud", stdout=StringIO())
+    with pytest.raises(CommandError, match="0 < review < decline"):
+        call_command("risk_backtest", "--compare", "--review-threshold", "90", stdout=StringIO())
+
+
+# --- the page ----------------------------------------------------------------------------------------------
+
+
+def staff_client(*, allowed: bool = True) -> Client:
+    user = get_user_model().objects.create_user(f"staff{uuid.uuid4().hex[:6]}", password="pw-staff-1", is_staff=True)
+    if allowed:
+        user.user_permissions.add(Permission.objects.get(codename="view_riskrule"))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def text_of(response) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", response.content.decode()).split())
 
 
 @pytest.mark.django_db
-def test_command_refuses_an_unknown_rule(history):
-    with pytest.raises(CommandError, match="No rule named: Nope"):
-        call_command("risk_backtest", "--rule", "Nope", stdout=StringIO())
+def test_the_page_compares_the_current_and_a_proposed_configuration(risky_month):
+    rule = RiskRule.objects.get(name="Risky goods")
+    client = staff_client()
+
+    form = client.get(reverse("review:backtest"))
+    response = client.get(
+        reverse("review:backtest"),
+        {"days": "30", "review_threshold": "30", "decline_threshold": "80", f"mode_{rule.pk}": "active",
+         f"points_{rule.pk}": "30"},
+    )  # fmt: skip
+
+    assert form.status_code == 200 and "Compare" in text_of(form) and "backtest-headline" not in form.content.decode()
+    assert response.status_code == 200
+    text = text_of(response)
+    assert "5 order(s)" in text
+    assert "Fraud caught (held, declined or blocked) 0 0.0% 0 0.0% 1 100.0%" in text
+    assert "Good orders held 0 0.0% 0 0.0% 2 50.0%" in text
+    html = response.content.decode()
+    matrices = re.findall(r'<table class="confusion".*?</table>', html, re.S)
+    cells = [[int(n) for n in re.findall(r'<td class="num">(\d+)</td>', m)] for m in matrices]
+    assert cells == [[1, 0, 0, 0, 0, 4, 0, 0, 0, 0], [1, 0, 0, 0, 0, 4, 0, 0, 0, 0], [0, 1, 0, 0, 0, 2, 2, 0, 0, 0]]
+    assert "Risky goods active 30 1 2 0 33.3% active 30 1 2 0 33.3%" in text
+    assert "Orders decided differently (3)" in text
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"review_threshold": "90"}, "The review threshold (90) must be below the decline threshold (80)."),
+        ({"review_threshold": "abc"}, "Review threshold: Enter a whole number."),
+        ({"days": "0"}, "Days: Ensure this value is greater than or equal to 1."),
+        ({"mode": "loud"}, "Risky goods: mode: Select a valid choice. loud is not one of the available choices."),
+        ({"points": "101"}, "Risky goods: points: Ensure this value is less than or equal to 100."),
+    ],
+)
+def test_the_page_refuses_bad_input_with_a_message(risky_month, change, message):
+    rule = RiskRule.objects.get(name="Risky goods")
+    data = {"days": "30", "review_threshold": "40", "decline_threshold": "80"}
+    data |= {f"mode_{rule.pk}": change.pop("mode", "active"), f"points_{rule.pk}": change.pop("points", "30")}
+
+    response = staff_client().get(reverse("review:backtest"), data | change)
+
+    assert response.status_code == 400
+    assert message in text_of(response)
+    assert "backtest-headline" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_page_is_for_staff_who_may_see_the_rules(db):
+    anonymous = Client().get(reverse("review:backtest"))
+    forbidden = staff_client(allowed=False).get(reverse("review:backtest"))
+
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith(reverse("admin:login"))
+    assert forbidden.status_code == 403

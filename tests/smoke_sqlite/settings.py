@@ -15,3 +15,4 @@ SMOKE_DIR = Path(os.environ.get("SMOKE_SQLITE_DIR") or Path(tempfile.gettempdir(
 DATABASES["default"]["NAME"] = str(SMOKE_DIR / "shop.sqlite3")  # noqa: F405
 CACHE_DIR = SMOKE_DIR / "cache"
 STORAGES["default"]["OPTIONS"]["location"] = str(SMOKE_DIR / "private-media")  # noqa: F405
+STORAGES["public"]["OPTIONS"]["location"] = str(SMOKE_DIR / "public-media")  # noqa: F405

@@ -8,6 +8,7 @@ from django.db import transaction
 
 from catalog.models import FulfilmentKind, Product
 from fulfillment.keys import keys_add_to_pool
+from storefront.demo_shop import demo_shop_seed
 
 # The demo's logins, printed by `manage.py demo`. Development only, like storefront.settings_demo.
 MERCHANT_LOGIN = ("merchant", "merchant-demo-pass")  # superuser: the admin
@@ -21,7 +22,8 @@ DEMO_PRODUCTS = [
         "name_zh_hans": "照片编辑专业版 — 一年许可证",
         "kind": FulfilmentKind.LICENSE_KEY,
         "price_amount": 2900,
-        "description": "A license key for one computer, valid one year.",
+        "description": "A license key for one computer, valid **one year**.\n\n"
+        "- Free updates for the year\n- Works offline after activation\n- Buy 3 or more for a lower price each",
         "description_zh_hans": "一台电脑的许可证密钥，有效期一年。",
         "redemption_instructions": "Open Photo Editor Pro, choose Help > Activate and paste the key.",
     },
@@ -73,6 +75,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"{product.slug}: {added} keys added")
             if product.kind == FulfilmentKind.DOWNLOAD and not product.download_file:
                 product.download_file.save("design-templates.zip", ContentFile(b"PK demo archive\n" * 64))
+        demo_shop_seed()  # name, logo, announcement, categories, footer pages, pictures, quantity prices
         user_model = get_user_model()
         user, created = user_model.objects.get_or_create(username=username, defaults={"is_staff": True})
         if created:

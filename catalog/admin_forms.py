@@ -1,0 +1,103 @@
+"""Admin forms of the catalog: prices typed and shown in major units (19.99, not 1999), and the product's
+images and quantity prices as inlines. The database keeps integer minor units (payments.money)."""
+
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin
+from django.utils.html import format_html
+
+from catalog.models import PriceBreak, Product, ProductImage
+from payments.money import MoneyError, exponent, from_decimal_string, to_decimal_string
+
+
+def major_units(amount: int | None, currency: str) -> Decimal | None:
+    return None if amount is None else Decimal(to_decimal_string(amount, currency))
+
+
+def minor_units(form: forms.ModelForm, field: str, value: Decimal | None, currency: str) -> int | None:
+    """The minor units of a typed price, or None with the error put on the field."""
+    if value is None:
+        return None
+    try:
+        amount = from_decimal_string(str(value), currency)
+    except MoneyError:
+        form.add_error(field, f"{currency} has {exponent(currency)} decimal places.")
+        return None
+    if amount <= 0:
+        form.add_error(field, "The price must be above zero.")
+        return None
+    return amount
+
+
+class ProductForm(forms.ModelForm):
+    price = forms.DecimalField(
+        label="price",
+        min_value=Decimal("0"),
+        max_digits=14,
+        decimal_places=3,
+        help_text="In the currency below, e.g. 19.99",
+    )
+
+    class Meta:
+        model = Product
+        exclude = ("price_amount",)  # noqa: DJ006 - every other field, as admin lists them; the price is typed above
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["price"] = major_units(self.instance.price_amount, self.instance.currency)
+
+    def clean_currency(self):
+        return (self.cleaned_data.get("currency") or "").strip().upper()
+
+    def clean(self):
+        cleaned = super().clean()
+        currency = cleaned.get("currency") or self.instance.currency or "USD"
+        amount = minor_units(self, "price", cleaned.get("price"), currency)
+        if amount is not None:
+            self.instance.price_amount = amount
+        return cleaned
+
+
+class PriceBreakForm(forms.ModelForm):
+    unit_price = forms.DecimalField(label="unit price", min_value=Decimal("0"), max_digits=14, decimal_places=3)
+
+    class Meta:
+        model = PriceBreak
+        fields = ("min_quantity",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["unit_price"] = major_units(self.instance.unit_amount, self.instance.product.currency)
+
+    def clean(self):
+        cleaned = super().clean()
+        product = getattr(self.instance, "product", None)
+        currency = product.currency if product is not None else "USD"
+        amount = minor_units(self, "unit_price", cleaned.get("unit_price"), currency)
+        if amount is not None:
+            self.instance.unit_amount = amount
+        return cleaned
+
+
+class PriceBreakInline(admin.TabularInline):
+    model = PriceBreak
+    form = PriceBreakForm
+    extra = 0
+    verbose_name = "quantity price"
+    verbose_name_plural = "quantity prices (wholesale): a lower unit price from a quantity on"
+
+
+class ProductImageInline(admin.TabularInline):
+    model = ProductImage
+    extra = 1
+    fields = ("preview", "original", "alt", "alt_zh_hans", "position")
+    readonly_fields = ("preview",)
+
+    @admin.display(description="preview")
+    def preview(self, image: ProductImage):
+        if not image.thumb:
+            return "-"
+        return format_html('<img src="{}" width="96" alt="">', image.thumb.url)
