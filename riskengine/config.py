@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from django.db import connection
 
 from riskengine.asof import as_of_cached, as_of_now
+from riskengine.mailbox import email_key
 from riskengine.models import FraudLabel, ListEntry, ListKind, RiskConfigVersion, RiskRule, RiskSettings
 from riskengine.scoring import LoadedModel, models_in_use
 
@@ -139,10 +140,18 @@ def _load_fraud_identifiers() -> dict[tuple[str, str], str]:
     labelled = FraudLabel.objects.filter(is_fraud=True).values("order_id")
     found: dict[tuple[str, str], str] = {}
     for row in Order.objects.filter(pk__in=labelled).order_by("pk").values("number", *LINK_FIELDS.values()):
-        for label, field in LINK_FIELDS.items():
-            if row[field]:
-                found.setdefault((label, str(row[field])), row["number"])
+        for key in fraud_nodes(row):
+            found.setdefault(key, row["number"])
     return found
+
+
+def fraud_nodes(row: dict) -> list[tuple[str, str]]:
+    """An order's nodes in the fraud graph: its email, IP, device and card, and its mailbox (the email as its
+    provider delivers it: a ring's dotted Gmail spellings are one node)."""
+    nodes = [(label, str(row[field])) for label, field in LINK_FIELDS.items() if row[field]]
+    if row["email"]:
+        nodes.append(("mailbox", email_key(row["email"])))
+    return nodes
 
 
 # As of an earlier moment (riskengine.asof: the backtest) ----------------------------------------------------
@@ -252,7 +261,7 @@ def _fraud_timeline() -> list[tuple]:
         (
             when,
             orders[order_id]["number"],
-            [(label, str(orders[order_id][f])) for label, f in LINK_FIELDS.items() if orders[order_id][f]],
+            fraud_nodes(orders[order_id]),
         )
         for when, order_id in labels
     ]

@@ -10,7 +10,7 @@ and the fraud links and the customer's history are those the rules already fetch
 from disposable_email_domains import blocklist as disposable_domains
 
 from riskengine.models import RiskRule, RuleType
-from riskengine.rules import current_config, history_average, link_weight, memoized
+from riskengine.rules import current_config, history_average, link_nodes, link_weight, memoized
 from riskengine.selectors import fraud_links
 from riskengine.signals import Signals, identifiers
 from riskengine.velocity import Request, velocity_counts_many
@@ -112,7 +112,7 @@ def _linked_fraud(signals: Signals) -> dict[str, float]:
     The walk is the one the rule memoizes (one walk up to two hops), so it runs once per evaluation."""
     fraud = current_config(signals).fraud_identifiers
     links = memoized(
-        signals, "fraud_links", lambda: fraud_links(order_id=signals.order_id, ids=identifiers(signals), fraud=fraud)
+        signals, "fraud_links", lambda: fraud_links(order_id=signals.order_id, ids=link_nodes(signals), fraud=fraud)
     )
     flagged = [link for link in links if link.fraud]
     if not flagged:

@@ -31,7 +31,7 @@ from django.db.models import Q
 from riskengine.asof import as_of_now
 from riskengine.config import RiskConfig, list_entries_known, risk_config, risk_config_as_of
 from riskengine.models import ListKind, RiskRule, RuleType
-from riskengine.signals import Signals, identifiers
+from riskengine.signals import Signals, email_key, identifiers
 from riskengine.velocity import velocity_counts
 
 
@@ -241,7 +241,7 @@ def rule_linked_fraud(rule: RiskRule, s: Signals) -> Hit | None:
     hops = int(rule.params.get("hops", 2))
     fraud = current_config(s).fraud_identifiers
     if hops <= 2:  # one walk answers both depths: its hop-1 links are what a one-hop rule sees
-        links = memoized(s, "fraud_links", lambda: fraud_links(order_id=s.order_id, ids=identifiers(s), fraud=fraud))
+        links = memoized(s, "fraud_links", lambda: fraud_links(order_id=s.order_id, ids=link_nodes(s), fraud=fraud))
         links = [link for link in links if link.hops <= hops]
     else:
         links = memoized(
@@ -260,7 +260,12 @@ def rule_linked_fraud(rule: RiskRule, s: Signals) -> Hit | None:
     return Hit(rule.name, rule.type, points, reason, {"orders": [link.number for link in flagged[:10]]})
 
 
-LINK_WEIGHTS = {"email": 1.0, "device": 1.0, "card": 1.0, "ip": 0.3}
+LINK_WEIGHTS = {"email": 1.0, "mailbox": 1.0, "device": 1.0, "card": 1.0, "ip": 0.3}
+
+
+def link_nodes(s: Signals) -> dict[str, str]:
+    """The order's nodes in the fraud graph: its identifiers and its mailbox (see riskengine.config.fraud_nodes)."""
+    return {**identifiers(s), "mailbox": email_key(s.email)} if s.email else identifiers(s)
 
 
 def link_weight(rule: RiskRule, path: str) -> float:

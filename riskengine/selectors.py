@@ -96,13 +96,15 @@ def _fraud_links(
 ) -> list[Link]:
     if hops > 2:
         return [link for link in linked_orders(order_id=order_id, hops=hops) if link.fraud]
-    mine = {(label, str(value)) for label, value in ids.items() if label in LINK_FIELDS and value}
+    nodes = {*LINK_FIELDS, "mailbox"}
+    mine = {(label, str(value)) for label, value in ids.items() if label in nodes and value}
     links = [
         Link(order_id=0, number=fraud[key], path=key[0], hops=1, fraud=True) for key in sorted(mine) if key in fraud
     ]
     if hops < 2 or links or not mine:
         return links
-    for row in _orders_sharing(mine, order_id=order_id, limit=limit):
+    columns = {key for key in mine if key[0] in LINK_FIELDS}  # a mailbox is no column: it links at hop 1 only
+    for row in _orders_sharing(columns, order_id=order_id, limit=limit) if columns else []:
         via = next((label for label, f in LINK_FIELDS.items() if row[f] and (label, str(row[f])) in mine), None)
         if via is None:  # shares only a card it paid with after the moment read as of
             continue

@@ -5,7 +5,10 @@ from dataclasses import dataclass, field
 import iptocc
 
 from orders.models import Order
+from riskengine.mailbox import email_key
 from riskengine.selectors import risk_order_lines
+
+__all__ = ["Signals", "email_key", "identifiers", "ip_country", "signals_for_order"]
 
 
 @dataclass(frozen=True)
@@ -27,25 +30,6 @@ class Signals:
     units: int = 0  # items ordered, all lines together
     # Per-evaluation cache shared by rules (velocity counts, linked orders); never compared.
     memo: dict = field(default_factory=dict, compare=False, repr=False)
-
-
-# Providers that deliver "a.b@" to "ab@". A +tag is dropped for every provider: most ignore it, and where
-# one does not, "ann+shop@" and "ann@" are still one person's to the risk engine.
-_DOTS_IGNORED = {"gmail.com", "googlemail.com"}
-_SAME_MAILBOX = {"googlemail.com": "gmail.com"}
-
-
-def email_key(email: str) -> str:
-    """One mailbox, however it is written: case folded, any +tag and the dots its provider ignores removed
-    ("J.Doe+shop@GMail.com" -> "jdoe@gmail.com"). Who opens many emails opens many of these."""
-    local, _, domain = email.strip().casefold().rpartition("@")
-    if not local:
-        return email.strip().casefold()
-    domain = _SAME_MAILBOX.get(domain, domain)
-    local = local.split("+", 1)[0]  # a +tag: ignored by most providers, and one person's either way
-    if domain in _DOTS_IGNORED:
-        local = local.replace(".", "")
-    return f"{local}@{domain}"
 
 
 def ip_country(ip: str | None) -> str:

@@ -332,3 +332,20 @@ def test_failed_payments_behind_an_office_ip_with_good_customers_do_not_decline(
     assert decision(card_testing_behind(new_shopper().ip, product, django_capture_on_commit_callbacks)) == (
         RiskDecision.DECLINE
     )
+
+
+def test_a_dotted_spelling_of_a_fraudsters_gmail_links_to_the_fraud_through_its_mailbox(
+    product, django_capture_on_commit_callbacks
+):
+    # Given a fraud order from j.ohnsmith@gmail.com
+    fraud = paid(product, new_shopper(email="j.ohnsmith@gmail.com"), django_capture_on_commit_callbacks)
+    label_fraud(fraud)
+
+    # When someone else (own IP, device and card) writes the same mailbox as john.smith@gmail.com
+    order = paid(product, new_shopper(email="john.smith@gmail.com"), django_capture_on_commit_callbacks)
+
+    # Then the mailbox links them in full; another mailbox does not
+    linked = [r for r in order.risk_assessments.get(stage="paid").reasons if r["type"] == "linked_fraud"]
+    assert linked and linked[0]["points"] == 50 and "via mailbox" in linked[0]["reason"]
+    other = paid(product, new_shopper(email="johnsmith7@gmail.com"), django_capture_on_commit_callbacks)
+    assert not any(r["type"] == "linked_fraud" for r in other.risk_assessments.get(stage="paid").reasons)
