@@ -286,7 +286,7 @@ def patterns_load(path: str | Path) -> dict[str, str]:
 
 def simulation_patterns() -> tuple[dict[str, str], str]:
     """Order number -> pattern of a simulated month (RISK_BACKTEST_PATTERNS, see tests/load/risk_figures.py)."""
-    path = getattr(settings, "RISK_BACKTEST_PATTERNS", "")
+    path = settings.RISK_BACKTEST_PATTERNS
     if not path:
         return {}, ""
     try:

@@ -80,7 +80,7 @@ def customer_trusted_since(*, email: str, card_fingerprint: str, excluding_order
         f"SELECT EXISTS (SELECT 1 FROM {orders} WHERE email = %s AND card_fingerprint = %s AND id <> %s"
         f" AND paid_at IS NOT NULL AND paid_at <= %s AND status IN {DELIVERED})"
         f" AND NOT EXISTS (SELECT 1 FROM {labels} f JOIN {orders} o ON o.id = f.order_id"
-        " WHERE f.is_fraud AND f.created_at <= %s AND (o.email = %s OR o.card_fingerprint = %s))"
+        " WHERE f.is_fraud AND f.created_at < %s AND (o.email = %s OR o.card_fingerprint = %s))"
     )
     params = [email, card_fingerprint, excluding_order_id, now - timedelta(days=min_days)]
     with connection.cursor() as cursor:
@@ -100,10 +100,10 @@ def ip_good_customers(*, ip: str, days: int = 56, settled_days: int = 1) -> int:
         sql = (
             f"SELECT COUNT(DISTINCT o.email) FROM {orders} o WHERE o.purchase_ip = %s AND o.status IN {DELIVERED}"
             " AND o.paid_at > %s AND o.paid_at <= %s"
-            f" AND NOT EXISTS (SELECT 1 FROM {labels} f WHERE f.order_id = o.id AND f.is_fraud)"
+            f" AND NOT EXISTS (SELECT 1 FROM {labels} f WHERE f.order_id = o.id AND f.is_fraud AND f.created_at < %s)"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [ip, now - timedelta(days=days), now - timedelta(days=settled_days)])
+            cursor.execute(sql, [ip, now - timedelta(days=days), now - timedelta(days=settled_days), now])
             return int(cursor.fetchone()[0])
 
     return as_of_cached(("ip_good_customers", ip, days, settled_days), compute)

@@ -24,6 +24,7 @@ from payments.refunds import RefundNotAllowed
 from riskengine import metrics
 from riskengine.backtest import Configuration, backtest_compare, configuration_build, configuration_current
 from riskengine.backtest_report import DECISIONS, comparison_side_by_side, simulation_patterns
+from riskengine.learning import model_status
 from riskengine.models import FraudLabel, ListKind, ReviewCase, ReviewStatus, RiskRule, RiskSettings, RuleMode
 from riskengine.review import BLOCKABLE, ReviewError, review_approve, review_claim, review_reject
 from riskengine.selectors import linked_orders
@@ -341,15 +342,6 @@ class ProposalForm(forms.Form):
         )
 
 
-def _model_status() -> str:
-    """The risk model's status sentence, when the shop has the model (riskengine.learning) at all."""
-    try:
-        from riskengine.learning import model_status  # optional: the page works without the model
-    except ImportError:
-        return ""
-    return model_status()
-
-
 @require_GET
 @staff_required
 def backtest_page(request):
@@ -357,7 +349,7 @@ def backtest_page(request):
     thresholds = RiskSettings.objects.filter(pk=1).first() or RiskSettings()
     submitted = "review_threshold" in request.GET
     form = ProposalForm(request.GET if submitted else None, rules=rules, thresholds=thresholds)
-    context = {"form": form, "model_status": _model_status(), "decisions": DECISIONS, "comparison": None}
+    context = {"form": form, "model_status": model_status(), "decisions": DECISIONS, "comparison": None}
     if not submitted:
         return render(request, "riskengine/backtest.html", context)
     if not form.is_valid():

@@ -336,6 +336,9 @@ FULFILMENT_SWEEP_AFTER = timedelta(minutes=env.int("FULFILMENT_SWEEP_AFTER_MINUT
 RISK_VELOCITY_PREFIX = env.str("RISK_VELOCITY_PREFIX", default="risk:v")
 # The risk model (riskengine.learning): an order counts as good once delivered and undisputed this many days
 # after payment; below these counts of fraud and good labels no model is trained and the rules decide alone.
+# A simulated month's order number -> pattern file (tests/load/risk_figures.py --patterns-out): the backtest
+# page adds per-pattern rows when it is set. Empty in a real shop.
+RISK_BACKTEST_PATTERNS = env.str("RISK_BACKTEST_PATTERNS", default="")
 RISK_MODEL_SETTLE_DAYS = env.int("RISK_MODEL_SETTLE_DAYS", default=60)
 RISK_MODEL_MIN_FRAUD = env.int("RISK_MODEL_MIN_FRAUD", default=30)
 RISK_MODEL_MIN_GOOD = env.int("RISK_MODEL_MIN_GOOD", default=300)
