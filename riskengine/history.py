@@ -29,14 +29,6 @@ def moment() -> datetime:
     return as_of_now() or timezone.now()
 
 
-def order_units(*, order_id: int) -> dict[int, int]:
-    """Units per product in this order."""
-    sql = f"SELECT product_id, SUM(quantity) FROM {_table(OrderLine)} WHERE order_id = %s GROUP BY product_id"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [order_id])
-        return {product_id: int(units) for product_id, units in cursor.fetchall()}
-
-
 def product_usual_units(*, product_id: int, excluding_order_id: int, days: int = 60, share: float = 0.2) -> int:
     """How many units of this product one order usually takes: the most that at least `share` of its other
     paid orders of the last `days` days reached (1 for a product bought one at a time, or never sold yet).

@@ -320,10 +320,12 @@ def rule_email_pattern(rule: RiskRule, s: Signals) -> Hit | None:
 
 def rule_amount_vs_product(rule: RiskRule, s: Signals) -> Hit | None:
     """More units of a product than one order of it usually takes (resold gift cards, a stolen card spent)."""
-    from riskengine.history import order_units, product_usual_units
+    from riskengine.history import product_usual_units
 
     days = int(rule.params.get("days", 60))
-    units = memoized(s, "order_units", lambda: order_units(order_id=s.order_id))
+    units: dict[int, int] = {}
+    for product_id, count in s.product_units:
+        units[product_id] = units.get(product_id, 0) + count
     over = {}
     for product_id, count in units.items():
         usual = product_usual_units(product_id=product_id, excluding_order_id=s.order_id, days=days)

@@ -28,6 +28,7 @@ class Signals:
     high_risk_products: tuple[str, ...]
     radar: dict = field(default_factory=dict)
     units: int = 0  # items ordered, all lines together
+    product_units: tuple[tuple[int, int], ...] = ()  # (product id, units), one per line
     # Per-evaluation cache shared by rules (velocity counts, linked orders); never compared.
     memo: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -60,6 +61,7 @@ def signals_for_order(order: Order, *, radar: dict | None = None) -> Signals:
         high_risk_products=tuple(name for _, name, high_risk, _ in lines if high_risk),
         radar=radar or {},
         units=sum(quantity for _, _, _, quantity in lines),
+        product_units=tuple((product_id, quantity) for product_id, _, _, quantity in lines),
     )
 
 
