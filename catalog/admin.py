@@ -26,7 +26,7 @@ from catalog.services import product_image_prepare
 from fulfillment.imports import KeyImportRejected, key_import_create, storage_rejection
 from fulfillment.keys import MAX_KEY_LENGTH, SharedKeyRejected, keys_export_unsold, keys_set_shared
 from fulfillment.models import ImportStatus, KeyImport, KeyStatus, LicenseKey
-from storefront.branding import branding_forget
+from storefront.branding import ForgetsBranding
 from storefront.csv_export import csv_writer
 from storefront.templatetags.money import money
 from storefront.uploads import upload_error
@@ -353,28 +353,10 @@ def _csv_lines(rows):
 
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(ForgetsBranding, admin.ModelAdmin):
     """Shelves of the shop; `position` orders them in the menu and on the home page."""
 
     list_display = ("name", "name_zh_hans", "slug", "position")
     list_editable = ("position",)
     prepopulated_fields = {"slug": ("name",)}
     search_fields = ("name", "name_zh_hans")
-
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        branding_forget()
-
-    def delete_model(self, request, obj):
-        super().delete_model(request, obj)
-        branding_forget()
-
-    def delete_queryset(self, request, queryset):
-        super().delete_queryset(request, queryset)
-        branding_forget()
-
-    def changelist_view(self, request, extra_context=None):
-        response = super().changelist_view(request, extra_context)
-        if request.method == "POST":  # positions edited in the list
-            branding_forget()
-        return response

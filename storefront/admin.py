@@ -5,7 +5,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 
 from catalog.images import ImageRejected
-from storefront.branding import branding_forget, branding_logo_prepare
+from storefront.branding import ForgetsBranding, branding_forget, branding_logo_prepare
 from storefront.models import ShopPage, ShopSettings
 
 
@@ -38,25 +38,7 @@ class ShopSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(ShopPage)
-class ShopPageAdmin(admin.ModelAdmin):
+class ShopPageAdmin(ForgetsBranding, admin.ModelAdmin):
     list_display = ("title", "slug", "position")
     list_editable = ("position",)
     prepopulated_fields = {"slug": ("title",)}
-
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        branding_forget()
-
-    def delete_model(self, request, obj):
-        super().delete_model(request, obj)
-        branding_forget()
-
-    def delete_queryset(self, request, queryset):
-        super().delete_queryset(request, queryset)
-        branding_forget()
-
-    def changelist_view(self, request, extra_context=None):
-        response = super().changelist_view(request, extra_context)
-        if request.method == "POST":
-            branding_forget()
-        return response

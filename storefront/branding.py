@@ -50,6 +50,29 @@ def branding_forget() -> None:
     cache_guarded(lambda: cache.delete(CACHE_KEY), doing="forgetting the branding")
 
 
+class ForgetsBranding:
+    """For the admin of what the cached branding holds (shop pages, categories): every save, delete or list
+    edit drops the cached copy, so the next page shows it."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        branding_forget()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        branding_forget()
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        branding_forget()
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        if request.method == "POST":  # positions edited in the list
+            branding_forget()
+        return response
+
+
 DEFAULT_COLOUR = "#0b5cad"
 
 

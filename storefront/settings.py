@@ -334,11 +334,11 @@ SHIPPING_FLAT_FEE = env.int("SHIPPING_FLAT_FEE", default=500)  # minor units, pe
 MAX_KEY_IMPORT_BYTES = env.int("MAX_KEY_IMPORT_BYTES", default=50 * 1024 * 1024)
 FULFILMENT_SWEEP_AFTER = timedelta(minutes=env.int("FULFILMENT_SWEEP_AFTER_MINUTES", default=3))
 RISK_VELOCITY_PREFIX = env.str("RISK_VELOCITY_PREFIX", default="risk:v")
-# The risk model (riskengine.learning): an order counts as good once delivered and undisputed this many days
-# after payment; below these counts of fraud and good labels no model is trained and the rules decide alone.
 # A simulated month's order number -> pattern file (tests/load/risk_figures.py --patterns-out): the backtest
 # page adds per-pattern rows when it is set. Empty in a real shop.
 RISK_BACKTEST_PATTERNS = env.str("RISK_BACKTEST_PATTERNS", default="")
+# The risk model (riskengine.learning): an order counts as good once delivered and undisputed this many days
+# after payment; below these counts of fraud and good labels no model is trained and the rules decide alone.
 RISK_MODEL_SETTLE_DAYS = env.int("RISK_MODEL_SETTLE_DAYS", default=60)
 RISK_MODEL_MIN_FRAUD = env.int("RISK_MODEL_MIN_FRAUD", default=30)
 RISK_MODEL_MIN_GOOD = env.int("RISK_MODEL_MIN_GOOD", default=300)
