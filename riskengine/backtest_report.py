@@ -3,7 +3,7 @@
 An order's outcome is its paid-order decision (approve, review, decline), or "blocked" when a pre-payment
 screen refused it, or "unpaid" when it never got paid otherwise (the screen refused it then, not now: what
 would have followed is unknown). Fraud is caught when it was held, declined or blocked; an honest order is
-held (review) or declined (declined or blocked): the simulator's definitions (riskengine.simulate.report).
+held (review) or declined (declined or blocked): the simulator's definitions (devtools.simulate.report).
 Scored by labels, an order never paid (refused by the screen) can never be labelled: it is "unlabelled",
 in the confusion matrix but in neither the fraud nor the good figures.
 """

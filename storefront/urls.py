@@ -2,8 +2,9 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from catalog.api import ProductDetailApi, ProductListApi
-from orders.api import (
+from storefront import seo, shop_views, views
+from storefront.api.catalog import ProductDetailApi, ProductListApi
+from storefront.api.orders import (
     CartApi,
     CheckoutApi,
     OrderPayApi,
@@ -11,10 +12,9 @@ from orders.api import (
     OrderRevealApi,
     OrderStatusApi,
 )
-from payments.views import channel_webhook, stripe_webhook
-from storefront import seo, shop_views, views
 from storefront.api_errors import api_not_found
 from storefront.media import public_media
+from storefront.webhooks import channel_webhook, stripe_webhook
 
 api = [
     path("products/", ProductListApi.as_view(), name="api-products"),
@@ -55,7 +55,7 @@ urlpatterns = [
     path("payments/webhook/<slug:code>/", channel_webhook, name="channel-webhook"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/", include(api)),
-    path("review/", include("riskengine.urls")),
+    path("review/", include("storefront.review.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -153,7 +153,7 @@ def bench_key_claims(
 
 
 def main() -> None:
-    from payments.localstripe_process import localstripe_start
+    from devtools.localstripe_process import localstripe_start
     from tests.load.stack import Stack
 
     only = set(sys.argv[1:])  # e.g. `tests/harness.py --bench load` runs only the load and fault runs

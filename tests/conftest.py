@@ -6,9 +6,9 @@ import pytest
 import stripe
 from django.conf import settings
 
+from devtools.localstripe_process import localstripe_start
 from orders.cart import CartLine
 from orders.services import checkout_create_order
-from payments.localstripe_process import localstripe_start
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +24,8 @@ def localstripe():
 
 @pytest.fixture(scope="session")
 def paypal_fake(tmp_path_factory):
-    """The project's fake PayPal (tests/paypal_fake.py) on 127.0.0.1 for the whole session."""
-    from tests.paypal_fake import paypal_fake_start
+    """The project's fake PayPal (devtools/paypal_fake.py) on 127.0.0.1 for the whole session."""
+    from devtools.paypal_fake import paypal_fake_start
 
     fake = paypal_fake_start(client_id="fake-client", client_secret="fake-secret", webhook_id="WH-SUITE")
     trust = tmp_path_factory.mktemp("paypal") / "fake-ca.pem"

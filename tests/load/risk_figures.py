@@ -48,7 +48,7 @@ def database_empty() -> None:
 
 def simulation_on_fresh_database(*, seed: int, orders: int, params=None, configure=None):
     """One simulated month on an emptied database, with the shipped rules or what `configure()` installs."""
-    from riskengine.simulate import simulate_month
+    from devtools.simulate import simulate_month
 
     database_empty()
     if configure is not None:
@@ -141,9 +141,9 @@ def prediction_vs_live(*, seed: int, orders: int, params=None, patterns_out: Pat
     """
     from datetime import timedelta
 
+    from devtools.simulate import PopulationParams
     from riskengine.backtest import backtest_compare, configuration_current
     from riskengine.backtest_report import comparison_table
-    from riskengine.simulate import PopulationParams
 
     params = params or PopulationParams()
     live_a = simulation_on_fresh_database(seed=seed, orders=orders, params=params)
@@ -230,7 +230,7 @@ def main() -> None:
         from django.core.management import call_command
         from django.db import connections
 
-        from riskengine.simulate import PopulationParams, report_table
+        from devtools.simulate import PopulationParams, report_table
 
         logging.getLogger().setLevel(logging.ERROR)
         call_command("migrate", verbosity=0)

@@ -1,6 +1,6 @@
 """Stripe disputes: marked on the order with the evidence a digital-goods merchant needs, keys revoked,
 identifiers blocked, and the evidence submitted to Stripe from admin (localstripe's disputes are the
-project wrapper's addition, payments/localstripe_server.py)."""
+project wrapper's addition, devtools/localstripe_server.py)."""
 
 import time
 

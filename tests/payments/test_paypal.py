@@ -1,4 +1,4 @@
-"""PayPal end to end through the official SDK and the project's fake PayPal (tests/paypal_fake.py):
+"""PayPal end to end through the official SDK and the project's fake PayPal (devtools/paypal_fake.py):
 pay by approval and capture, refunds that revoke keys, signed webhooks verified offline and by API,
 forged webhooks refused with nothing changed."""
 

@@ -1,4 +1,4 @@
-"""The fake PayPal (tests/paypal_fake.py) driven through PayPal's own SDK, which keeps the fake true to the SDK."""
+"""The fake PayPal (devtools/paypal_fake.py) driven through PayPal's own SDK, which keeps the fake true to the SDK."""
 
 import json
 import threading
@@ -33,7 +33,7 @@ from paypalserversdk.models.purchase_unit_request import PurchaseUnitRequest
 from paypalserversdk.models.refund_request import RefundRequest
 from paypalserversdk.paypal_serversdk_client import PaypalServersdkClient
 
-from tests.paypal_fake import FakePayPal, paypal_fake_start
+from devtools.paypal_fake import FakePayPal, paypal_fake_start
 
 SHOP = "https://shop.example.com"
 REPRESENTATION = "return=representation"

@@ -8,7 +8,7 @@
   deep) is a clear 400, with nothing recorded and at most one log line, from both providers.
 
 Real sockets on 127.0.0.1 stand in for the internal services an attacker would aim at; nothing is faked but the
-clock (time-machine) and PayPal itself (tests/paypal_fake.py).
+clock (time-machine) and PayPal itself (devtools/paypal_fake.py).
 """
 
 import hashlib

@@ -18,11 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from fulfillment.models import LicenseKey
-from orders.models import Order, OrderStatus
-from payments.models import Payment, PaymentChannel, WebhookEvent
-from riskengine.models import FraudLabel, ListEntry, ReviewCase, RiskAssessment
-from riskengine.simulate import (
+from devtools.simulate import (
     FRAUD_PATTERNS,
     PATTERNS,
     USER_AGENT,
@@ -32,6 +28,10 @@ from riskengine.simulate import (
     report_table,
     simulate_month,
 )
+from fulfillment.models import LicenseKey
+from orders.models import Order, OrderStatus
+from payments.models import Payment, PaymentChannel, WebhookEvent
+from riskengine.models import FraudLabel, ListEntry, ReviewCase, RiskAssessment
 from tests.riskengine.test_rules import new_shopper, place_order, service, use_shipped_rules
 
 SEED = 20260302

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from payments.localstripe_process import localstripe_start
+from devtools.localstripe_process import localstripe_start
 from storefront.management.commands.seed_demo import MERCHANT_LOGIN, REVIEWER_LOGIN
 
 PAYPAL_DEMO_PORT = 8421
@@ -136,11 +136,11 @@ class Command(BaseCommand):
         write("Stop:    Ctrl-C (localstripe and the fake PayPal stop with the shop)\n")
 
     def _start_fake_paypal(self, port: int, paypal_port: int):
-        """The project's fake PayPal (tests/paypal_fake.py), trusted for webhooks in this process only."""
+        """The project's fake PayPal (devtools/paypal_fake.py), trusted for webhooks in this process only."""
         try:
-            from tests.paypal_fake import paypal_fake_start
+            from devtools.paypal_fake import paypal_fake_start
         except ImportError:  # a tree without the tests (a deployment image): card only
-            self.stdout.write("PayPal: tests/paypal_fake.py is not here; the demo offers the card only.")
+            self.stdout.write("PayPal: devtools/paypal_fake.py is not here; the demo offers the card only.")
             return None
         from payments.models import PaymentChannel
 

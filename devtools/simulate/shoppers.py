@@ -8,9 +8,8 @@ import math
 import random
 from datetime import datetime, timedelta
 
-from riskengine.signals import ip_country
-from riskengine.simulate.identities import Identities, Mailbox, pick
-from riskengine.simulate.records import (
+from devtools.simulate.identities import Identities, Mailbox, pick
+from devtools.simulate.records import (
     FRAUD_BASKET,
     FRAUD_PATTERNS,
     GOOD_BASKET,
@@ -21,6 +20,7 @@ from riskengine.simulate.records import (
     ReviewPlan,
     SimOrder,
 )
+from riskengine.signals import ip_country
 
 
 class Maker:

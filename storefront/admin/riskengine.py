@@ -1,5 +1,5 @@
 """Risk engine admin: rules (one row each, tuned without a deploy), thresholds, block/allow lists, and the
-read-only record of assessments and review cases. The review queue itself is /review/ (riskengine.views).
+read-only record of assessments and review cases. The review queue itself is /review/ (storefront.review.views).
 """
 
 import contextlib
@@ -27,7 +27,7 @@ from riskengine.models import (
     RiskSettings,
     RuleType,
 )
-from storefront.admin_base import ReadOnlyAdmin
+from storefront.admin.base import ReadOnlyAdmin
 
 BACKTEST_DAYS = 30
 IDENTIFIERS = ["email", "ip", "device", "card"]

@@ -55,7 +55,7 @@ def localstripe_start(
     """Start localstripe on 127.0.0.1 and wait until it answers. Raises RuntimeError if it does not."""
     port_file = Path(tempfile.mkstemp(prefix="localstripe-port-")[1])
     port_file.write_text("")
-    cmd = [sys.executable, "-m", "payments.localstripe_server", "--port", str(port), "--port-file", str(port_file)]
+    cmd = [sys.executable, "-m", "devtools.localstripe_server", "--port", str(port), "--port-file", str(port_file)]
     if state_dir:
         cmd += ["--state-dir", state_dir]
     else:

@@ -2,9 +2,9 @@
 
 from datetime import timedelta
 
-from riskengine.simulate.identities import ATTACKER_COUNTRIES, VICTIM_COUNTRIES, pick
-from riskengine.simulate.records import TESTING_BASKET, SimOrder
-from riskengine.simulate.shoppers import Maker
+from devtools.simulate.identities import ATTACKER_COUNTRIES, VICTIM_COUNTRIES, pick
+from devtools.simulate.records import TESTING_BASKET, SimOrder
+from devtools.simulate.shoppers import Maker
 
 
 def _attacker_ip(m: Maker, victim: str, *, in_victim_country: float) -> str:

@@ -13,10 +13,10 @@ blocklist entries and fraud labels. `manage.py risk_simulate` refuses a database
 import time
 from dataclasses import dataclass
 
-from riskengine.simulate.population import population_generate
-from riskengine.simulate.records import FRAUD_PATTERNS, GOOD_PATTERNS, PATTERNS, PopulationParams, SimOrder
-from riskengine.simulate.replay import USER_AGENT, SimulationError, Trace, replay_run
-from riskengine.simulate.report import Outcome, outcomes_read, report_build, report_table
+from devtools.simulate.population import population_generate
+from devtools.simulate.records import FRAUD_PATTERNS, GOOD_PATTERNS, PATTERNS, PopulationParams, SimOrder
+from devtools.simulate.replay import USER_AGENT, SimulationError, Trace, replay_run
+from devtools.simulate.report import Outcome, outcomes_read, report_build, report_table
 
 __all__ = [
     "FRAUD_PATTERNS",

@@ -1,7 +1,7 @@
 from django.contrib.auth.views import LoginView, LogoutView
 from django.urls import path, reverse_lazy
 
-from riskengine import views
+from storefront.review import views
 
 app_name = "review"
 

@@ -2,8 +2,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from devtools.simulate import PopulationParams, SimulationError, report_table, simulate_month
 from orders.models import Order
-from riskengine.simulate import PopulationParams, SimulationError, report_table, simulate_month
 
 
 class Command(BaseCommand):

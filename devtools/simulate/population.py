@@ -16,10 +16,10 @@ import random
 from collections.abc import Callable
 from dataclasses import replace
 
-from riskengine.simulate import attackers, customers
-from riskengine.simulate.identities import Identities
-from riskengine.simulate.records import GOOD_PATTERNS, PATTERNS, PopulationParams, SimOrder
-from riskengine.simulate.shoppers import Maker
+from devtools.simulate import attackers, customers
+from devtools.simulate.identities import Identities
+from devtools.simulate.records import GOOD_PATTERNS, PATTERNS, PopulationParams, SimOrder
+from devtools.simulate.shoppers import Maker
 
 MAKERS: dict[str, Callable[[Maker], list[SimOrder]]] = {
     "good_oneoff": customers.good_oneoff,

@@ -5,7 +5,7 @@ from django.utils.html import format_html
 from fulfillment.imports import key_import_resume
 from fulfillment.keys import keys_set_state
 from fulfillment.models import ImportStatus, KeyEvent, KeyImport, LicenseKey
-from storefront.admin_base import ReadOnlyAdmin
+from storefront.admin.base import ReadOnlyAdmin
 
 
 class KeyEventInline(admin.TabularInline):

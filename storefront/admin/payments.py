@@ -25,7 +25,7 @@ from payments.models import (
 )
 from payments.providers.base import PaymentError
 from payments.selectors import fee_report
-from storefront.admin_base import ReadOnlyAdmin
+from storefront.admin.base import ReadOnlyAdmin
 
 
 def _actor(request: HttpRequest) -> str:

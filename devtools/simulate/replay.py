@@ -33,6 +33,8 @@ from django.db import connection
 from django.test.utils import override_settings
 
 from catalog.models import FulfilmentKind, Product
+from devtools.simulate import events
+from devtools.simulate.records import CATALOG, SimOrder
 from fulfillment.keys import keys_add_to_pool, keys_stock
 from orders.cart import CartLine
 from orders.errors import CheckoutError
@@ -45,8 +47,6 @@ from payments.services import webhook_process
 from riskengine.models import ListKind, ReviewCase, ReviewStatus, RiskDecision, RiskSettings
 from riskengine.review import review_approve, review_claim, review_expire_overdue, review_reject
 from riskengine.services import risk_check_before_payment
-from riskengine.simulate import events
-from riskengine.simulate.records import CATALOG, SimOrder
 
 logger = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 from datetime import timedelta
 
-from riskengine.simulate.identities import Identities
-from riskengine.simulate.records import SimOrder
-from riskengine.simulate.shoppers import Maker
+from devtools.simulate.identities import Identities
+from devtools.simulate.records import SimOrder
+from devtools.simulate.shoppers import Maker
 
 
 def good_oneoff(m: Maker) -> list[SimOrder]:

@@ -10,7 +10,7 @@ charge's balance transaction (Stripe's standard 2.9% + 30; localstripe says 0), 
 (`/v1/disputes`, created by `POST /_config/disputes` with a signed `charge.dispute.created` webhook,
 evidence submitted by `POST /v1/disputes/{id}`).
 
-    python -m payments.localstripe_server --port 8420 --state-dir .cache/localstripe \
+    python -m devtools.localstripe_server --port 8420 --state-dir .cache/localstripe \
         --webhook-url http://127.0.0.1:8000/payments/stripe/webhook/ --webhook-secret whsec_...
 """
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Min
 
+from devtools.simulate.records import FRAUD_PATTERNS, GOOD_PATTERNS, PATTERNS
+from devtools.simulate.replay import Trace
 from fulfillment.models import LicenseKey
 from orders.models import Order, OrderEvent, OrderLine, OrderStatus
 from riskengine.models import FraudLabel, ReviewCase, RiskAssessment, RiskRule, RiskSettings
-from riskengine.simulate.records import FRAUD_PATTERNS, GOOD_PATTERNS, PATTERNS
-from riskengine.simulate.replay import Trace
 
 ENGINE_DECISIONS = ("approve", "review", "decline", "blocked", "unpaid")
 

@@ -19,13 +19,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from catalog.admin_forms import PriceBreakInline, ProductForm, ProductImageInline
 from catalog.images import ImageRejected
 from catalog.models import Category, FulfilmentKind, Product, ProductImage
 from catalog.services import product_image_prepare
 from fulfillment.imports import KeyImportRejected, key_import_create, storage_rejection
 from fulfillment.keys import MAX_KEY_LENGTH, SharedKeyRejected, keys_export_unsold, keys_set_shared
 from fulfillment.models import ImportStatus, KeyImport, KeyStatus, LicenseKey
+from storefront.admin.catalog_forms import PriceBreakInline, ProductForm, ProductImageInline
 from storefront.branding import ForgetsBranding
 from storefront.csv_export import csv_writer
 from storefront.templatetags.money import money
