@@ -72,6 +72,7 @@ chromium:
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(DEMO_SETTINGS) $(PY) manage.py makemigrations --check --dry-run
 
 format: install

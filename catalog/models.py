@@ -78,6 +78,9 @@ class Product(models.Model):
     # License keys
     low_stock_threshold = models.PositiveIntegerField(_("low-stock threshold"), default=5)
     low_stock_alerted = models.BooleanField(default=False, editable=False)
+    # Keys of this product with status available, kept by every move into or out of that status
+    # (fulfillment.stock) and checked now and then against the keys (keys_stock_recount).
+    keys_available = models.IntegerField(default=0, editable=False)
     stock_display = models.CharField(
         _("stock shown to shoppers"), max_length=10, choices=StockDisplay.choices, default=StockDisplay.STATUS
     )

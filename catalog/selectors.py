@@ -1,16 +1,13 @@
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q, QuerySet
 
 from catalog.models import Category, FulfilmentKind, Product, StockDisplay
-from fulfillment.models import KeyStatus
 
 
 def product_list_for_sale() -> QuerySet[Product]:
-    """Products on sale, with `keys_available` annotated for license-key products."""
-    return Product.objects.filter(is_active=True).annotate(
-        keys_available=Count("license_keys", filter=Q(license_keys__status=KeyStatus.AVAILABLE))
-    )
+    """Products on sale; the stock of a license-key product is its `keys_available` counter, nothing is counted."""
+    return Product.objects.filter(is_active=True)
 
 
 def product_get_for_sale(*, slug: str) -> Product:
@@ -18,7 +15,7 @@ def product_get_for_sale(*, slug: str) -> Product:
 
 
 def product_list_for_shelf() -> QuerySet[Product]:
-    """Products on sale as the shop's pages show them: stock counted, category and images fetched along."""
+    """Products on sale as the shop's pages show them, with their category, images and price breaks fetched along."""
     return product_list_for_sale().select_related("category").prefetch_related("images", "price_breaks")
 
 
@@ -62,13 +59,12 @@ def product_search(*, query: str) -> QuerySet[Product]:
 def product_stock_label(product: Product) -> dict:
     """What the storefront says about stock: {"state": in_stock|low|sold_out, "count": int|None}.
 
-    The count is shown only when the merchant chose exact counts for the product.
+    The count is shown only when the merchant chose exact counts for the product. It is the product's
+    `keys_available` counter, kept by the writes that move keys (fulfillment.stock).
     """
     if product.kind != FulfilmentKind.LICENSE_KEY or product.is_reusable_key:
         return {"state": "in_stock", "count": None}
-    available = getattr(product, "keys_available", None)
-    if available is None:
-        available = product.license_keys.filter(status=KeyStatus.AVAILABLE).count()
+    available = max(product.keys_available, 0)
     if available <= 0:
         state = "sold_out"
     elif available <= product.low_stock_threshold:
@@ -82,7 +78,4 @@ def product_in_stock(product: Product) -> bool:
     """Whether a shopper can buy at least one unit now."""
     if product.kind != FulfilmentKind.LICENSE_KEY or product.is_reusable_key:
         return True
-    available = getattr(product, "keys_available", None)
-    if available is None:
-        available = product.license_keys.filter(status=KeyStatus.AVAILABLE).count()
-    return available > 0
+    return product.keys_available > 0

@@ -35,8 +35,10 @@ from django.utils import timezone
 
 from catalog.models import FulfilmentKind, Product
 from fulfillment.crypto import encrypt_secret, fingerprint_secret
-from fulfillment.keys import MAX_KEY_LENGTH, keys_after_stock_change
-from fulfillment.models import ImportStatus, KeyEvent, KeyImport, KeyStatus, LicenseKey
+from fulfillment.keys import MAX_KEY_LENGTH
+from fulfillment.models import ImportStatus, KeyEvent, KeyEventType, KeyImport, KeyStatus, LicenseKey
+from fulfillment.services import backorders_fill
+from fulfillment.stock import keys_stock_adjust
 
 logger = logging.getLogger(__name__)
 
@@ -240,8 +242,9 @@ def key_import_run(*, import_id: int) -> KeyImport | None:
 
     Idempotent and safe to run again at any point: a finished import is left alone, a run that died
     resumes after the last committed batch, and if two runs of one import overlap the second stops at
-    its first batch. At the end, stock alerts are re-evaluated and orders waiting for this product's
-    stock are filled (oldest first) once the import has committed.
+    its first batch. Each batch's keys are counted into the product's stock (and the low-stock alert
+    re-evaluated) as it commits; at the end, orders waiting for this product's stock are filled (oldest
+    first) once the import has committed.
     """
     key_import = KeyImport.objects.select_related("product").filter(pk=import_id).first()
     if key_import is None:
@@ -354,6 +357,7 @@ def _commit_batch(key_import: KeyImport, batch: _Batch) -> None:
         if locked.status == ImportStatus.DONE or locked.processed_lines != key_import.processed_lines:
             raise _Overtaken
         added = _insert_new_keys(product_id=product_id, rows=rows, actor=key_import.created_by) if rows else 0
+        keys_stock_adjust(product_id=product_id, delta=added)  # counted (and low stock re-checked) on commit
         locked.processed_lines += batch.lines
         locked.added += added
         locked.duplicates_in_file += batch.duplicates_in_file
@@ -429,14 +433,12 @@ def _insert_new_keys(*, product_id: int, rows: list[_NewKey], actor: str) -> int
         if bytes(ciphertext) in ours
     ]
     KeyEvent.objects.bulk_create(
-        [KeyEvent(key_id=pk, type="imported", actor=actor) for pk in added_ids], batch_size=500
+        [KeyEvent(key_id=pk, type=KeyEventType.IMPORTED, actor=actor) for pk in added_ids], batch_size=500
     )
     return len(added_ids)
 
 
 def _finish(key_import: KeyImport) -> None:
-    from fulfillment.tasks import fill_backorders  # tasks imports this module
-
     product_id = key_import.product_id
     source_name = key_import.source.name
     with transaction.atomic():
@@ -446,9 +448,8 @@ def _finish(key_import: KeyImport) -> None:
         locked.status = ImportStatus.DONE
         locked.finished_at = timezone.now()
         locked.save(update_fields=["status", "finished_at"])
-        keys_after_stock_change(product_id=product_id)
-        if locked.added:
-            transaction.on_commit(lambda: fill_backorders.delay(product_id))
+        if locked.added:  # this is a task already: orders waiting for the stock are filled here, after commit
+            transaction.on_commit(lambda: backorders_fill(product_id=product_id), robust=True)
         # The file holds the keys in clear; once they are encrypted in the pool it has served its purpose.
         transaction.on_commit(lambda: default_storage.delete(source_name))
     logger.info(

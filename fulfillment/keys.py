@@ -1,21 +1,29 @@
-"""The key pool: add, reserve, claim, release, revoke, lock, retire. Every move is audited."""
+"""The key pool: add, reserve, claim, release, revoke, lock, retire. Every move is audited.
+
+Every move into or out of 'available' is counted into the product's stock counter (fulfillment.stock) once
+its transaction commits.
+"""
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from catalog.models import FulfilmentKind, Product
 from fulfillment.crypto import encrypt_secret, fingerprint_secret
-from fulfillment.models import KeyEvent, KeyStatus, LicenseKey
-from orders.models import Order, OrderLine
+from fulfillment.models import KeyEvent, KeyEventType, KeyStatus, LicenseKey
+from fulfillment.pool_sql import pool_reserve, pool_sell_held
+from fulfillment.stock import keys_after_stock_change as keys_after_stock_change  # re-exported for callers
+from fulfillment.stock import keys_stock as keys_stock  # re-exported for callers
+from fulfillment.stock import keys_stock_adjust
+from fulfillment.stock import keys_stock_recount as keys_stock_recount  # re-exported for callers
+from orders.models import Order, OrderLine, OrderStatus
+from orders.selectors import order_lines
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +31,7 @@ MAX_KEY_LENGTH = 500
 
 
 def _audit(key_ids: list[int], *, type: str, actor: str, order: Order | None = None) -> None:
+    type = KeyEventType(type)  # an unknown type raises ValueError
     KeyEvent.objects.bulk_create(KeyEvent(key_id=k, type=type, actor=actor, order=order) for k in key_ids)
 
 
@@ -40,82 +49,95 @@ def keys_add_to_pool(*, product: Product, secrets_: list[str], actor: str) -> in
     )
     new = [row for fp, row in rows.items() if fp not in existing]
     with transaction.atomic():
-        created = LicenseKey.objects.bulk_create(new, ignore_conflicts=True)
-        ids = list(
-            LicenseKey.objects.filter(product=product, fingerprint__in=[r.fingerprint for r in created]).values_list(
-                "pk", flat=True
-            )
-        )
+        LicenseKey.objects.bulk_create(new, ignore_conflicts=True)
+        # Only the rows this call inserted (their ciphertexts are unique: Fernet's random IVs): a key that a
+        # concurrent add committed first was skipped by the constraint and is neither audited nor counted here.
+        ours = {row.ciphertext for row in new}
+        ids = [
+            pk
+            for pk, ciphertext in LicenseKey.objects.filter(
+                product=product, fingerprint__in=[row.fingerprint for row in new]
+            ).values_list("pk", "ciphertext")
+            if bytes(ciphertext) in ours
+        ]
         _audit(ids, type="imported", actor=actor)
-        keys_after_stock_change(product_id=product.pk)
+        keys_stock_adjust(product_id=product.pk, delta=len(ids))
     logger.info("%s added %d keys to product %s", actor, len(ids), product.pk)
     return len(ids)
 
 
-def keys_stock(product: Product) -> int:
-    """Keys a shopper can buy now (available, not reserved, locked or sold)."""
-    return LicenseKey.objects.filter(product=product, status=KeyStatus.AVAILABLE).count()
-
-
-def keys_reserve_for_order(*, order: Order, actor: str = "checkout") -> bool:
+def keys_reserve_for_order(*, order: Order, actor: str = "checkout", first_hold: bool = False) -> bool:
     """Hold one key per license-key unit of the order for the product's reservation window.
 
-    Already-held keys have their window extended. Returns False (and holds nothing new) when
-    a product does not have enough keys, so the shopper can be told before paying.
+    Already-held keys have their window extended (`first_hold`: the caller knows none are, an order placed in this
+    very request). Returns False (and holds nothing new) when a product does not have enough keys, so the shopper
+    can be told before paying.
     """
     with transaction.atomic():
         lines = [
             line
-            for line in order.lines.select_related("product")
+            for line in order_lines(order)
             if line.kind == FulfilmentKind.LICENSE_KEY and not line.product.is_reusable_key
         ]
         for line in lines:
-            held = LicenseKey.objects.filter(
-                reserved_for=order, product_id=line.product_id, status=KeyStatus.RESERVED
-            ).count()
+            now = timezone.now()
+            until = now + timedelta(minutes=line.product.reservation_minutes)
+            held = (
+                0
+                if first_hold
+                else LicenseKey.objects.filter(
+                    reserved_for=order, product_id=line.product_id, status=KeyStatus.RESERVED
+                ).update(reserved_until=until)
+            )  # extends the hold; how many it counted is how many are held
             wanted = line.quantity - held
-            until = timezone.now() + timedelta(minutes=line.product.reservation_minutes)
-            LicenseKey.objects.filter(reserved_for=order, product_id=line.product_id, status=KeyStatus.RESERVED).update(
-                reserved_until=until
-            )
             if wanted <= 0:
                 continue
-            ids = list(
-                LicenseKey.objects.select_for_update(skip_locked=True)
-                .filter(product_id=line.product_id, status=KeyStatus.AVAILABLE)
-                .order_by("id")
-                .values_list("id", flat=True)[:wanted]
-            )
+            if connection.vendor == "postgresql":
+                ids = pool_reserve(
+                    product_id=line.product_id, order_id=order.pk, count=wanted, until=until, actor=actor, now=now
+                )
+            else:
+                ids = _reserve_with_orm(line=line, order=order, wanted=wanted, until=until, actor=actor)
             if len(ids) < wanted:
                 transaction.set_rollback(True)
                 return False
-            LicenseKey.objects.filter(pk__in=ids, status=KeyStatus.AVAILABLE).update(
-                status=KeyStatus.RESERVED, reserved_for=order, reserved_until=until
-            )
-            _audit(ids, type="reserved", actor=actor, order=order)
-            keys_after_stock_change(product_id=line.product_id)
+            keys_stock_adjust(product_id=line.product_id, delta=-len(ids))
     return True
+
+
+def _reserve_with_orm(*, line: OrderLine, order: Order, wanted: int, until, actor: str) -> list[int]:
+    ids = list(
+        LicenseKey.objects.select_for_update(skip_locked=True)
+        .filter(product_id=line.product_id, status=KeyStatus.AVAILABLE)
+        .order_by("id")
+        .values_list("id", flat=True)[:wanted]
+    )
+    if len(ids) < wanted:
+        return ids
+    LicenseKey.objects.filter(pk__in=ids, status=KeyStatus.AVAILABLE).update(
+        status=KeyStatus.RESERVED, reserved_for=order, reserved_until=until
+    )
+    _audit(ids, type="reserved", actor=actor, order=order)
+    return ids
 
 
 def keys_release_for_order(*, order: Order, actor: str) -> int:
     """Return an order's reserved keys to the pool (cancelled or refunded before delivery)."""
     with transaction.atomic():
-        ids = list(
+        held = list(
             LicenseKey.objects.select_for_update()
             .filter(reserved_for=order, status=KeyStatus.RESERVED)
-            .values_list("pk", flat=True)
+            .values_list("pk", "product_id")
         )
-        return _release(ids, actor=actor, order=order)
+        return _release(held, actor=actor, order=order)
 
 
 def keys_release_expired(*, now=None) -> int:
     """Return keys whose reservation window passed while their order was still unpaid, and any
     still held for an order that was cancelled or refunded."""
-    from orders.models import OrderStatus
-
     now = now or timezone.now()
     with transaction.atomic():
-        ids = list(
+        held = list(
             LicenseKey.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=KeyStatus.RESERVED)
             .filter(
@@ -123,21 +145,23 @@ def keys_release_expired(*, now=None) -> int:
                 | Q(reserved_until__lt=now, reserved_for__status=OrderStatus.PENDING_PAYMENT)
                 | Q(reserved_for__status__in=[OrderStatus.CANCELLED, OrderStatus.REFUNDED])
             )
-            .values_list("pk", flat=True)[:5000]
+            .values_list("pk", "product_id")[:5000]
         )
-        return _release(ids, actor="reservation-expiry")
+        return _release(held, actor="reservation-expiry")
 
 
-def _release(ids: list[int], *, actor: str, order: Order | None = None) -> int:
-    if not ids:
+def _release(held: list[tuple[int, int]], *, actor: str, order: Order | None = None) -> int:
+    """Put reserved keys, (id, product id) pairs the caller locked, back in the pool. Call inside a transaction."""
+    if not held:
         return 0
-    products = set(LicenseKey.objects.filter(pk__in=ids).values_list("product_id", flat=True))
+    ids = [pk for pk, _ in held]
     released = LicenseKey.objects.filter(pk__in=ids, status=KeyStatus.RESERVED).update(
         status=KeyStatus.AVAILABLE, reserved_for=None, reserved_until=None
     )
     _audit(ids, type="released", actor=actor, order=order)
-    for product_id in products:
-        keys_after_stock_change(product_id=product_id)
+    # The rows are locked as reserved, so every one of them moved: count them back per product.
+    for product_id, count in Counter(product_id for _, product_id in held).items():
+        keys_stock_adjust(product_id=product_id, delta=count)
     return released
 
 
@@ -163,19 +187,20 @@ def keys_claim_for_line(*, line: OrderLine, units: list[int]) -> int:
     if not units:
         return 0
     now = timezone.now()
+    if connection.vendor == "postgresql":  # the held keys sold and audited in one statement
+        held = pool_sell_held(
+            line_id=line.pk,
+            product_id=line.product_id,
+            order_id=line.order_id,
+            units=units,
+            actor="fulfillment",
+            now=now,
+        )
+    else:
+        held = _sell_held_with_orm(line=line, units=units, now=now)
+    from_reserved = len(held)
     claimed: list[int] = []
-    reserved = list(
-        LicenseKey.objects.select_for_update()
-        .filter(product_id=line.product_id, status=KeyStatus.RESERVED, reserved_for_id=line.order_id)
-        .order_by("id")
-        .values_list("id", flat=True)[: len(units)]
-    )
-    for key_id, unit in zip(reserved, units, strict=False):
-        if LicenseKey.objects.filter(pk=key_id, status=KeyStatus.RESERVED).update(
-            status=KeyStatus.SOLD, order_line=line, unit_index=unit, sold_at=now, reserved_for=None, reserved_until=None
-        ):
-            claimed.append(key_id)
-    remaining = units[len(claimed) :]
+    remaining = units[from_reserved:]
     if remaining and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             for unit in remaining:
@@ -196,7 +221,27 @@ def keys_claim_for_line(*, line: OrderLine, units: list[int]) -> int:
             ):
                 claimed.append(key_id)
     _audit(claimed, type="sold", actor="fulfillment", order=line.order)
-    return len(claimed)
+    # Reserved keys had left 'available' already; those taken from the pool leave it now.
+    keys_stock_adjust(product_id=line.product_id, delta=-len(claimed))
+    return from_reserved + len(claimed)
+
+
+def _sell_held_with_orm(*, line: OrderLine, units: list[int], now) -> list[int]:
+    reserved = list(
+        LicenseKey.objects.select_for_update()
+        .filter(product_id=line.product_id, status=KeyStatus.RESERVED, reserved_for_id=line.order_id)
+        .order_by("id")
+        .values_list("id", flat=True)[: len(units)]
+    )
+    sold = [
+        key_id
+        for key_id, unit in zip(reserved, units, strict=False)
+        if LicenseKey.objects.filter(pk=key_id, status=KeyStatus.RESERVED).update(
+            status=KeyStatus.SOLD, order_line=line, unit_index=unit, sold_at=now, reserved_for=None, reserved_until=None
+        )
+    ]
+    _audit(sold, type="sold", actor="fulfillment", order=line.order)
+    return sold
 
 
 def keys_revoke_for_order(*, order: Order, actor: str, lines: list[OrderLine] | None = None) -> int:
@@ -221,59 +266,21 @@ def keys_set_state(*, key_ids: list[int], action: str, actor: str) -> int:
     """A merchant locks, unlocks or retires unsold keys. Sold or reserved keys are left alone."""
     allowed_from, to_status = _MERCHANT_MOVES[action]
     with transaction.atomic():
-        ids = list(
+        moving = list(
             LicenseKey.objects.select_for_update()
             .filter(pk__in=key_ids, status__in=allowed_from)
-            .values_list("pk", flat=True)
+            .values_list("pk", "product_id", "status")
         )
+        ids = [pk for pk, _, _ in moving]
         LicenseKey.objects.filter(pk__in=ids).update(status=to_status)
         _audit(ids, type=action + ("ed" if action != "retire" else "d"), actor=actor)
-        for product_id in set(LicenseKey.objects.filter(pk__in=ids).values_list("product_id", flat=True)):
-            keys_after_stock_change(product_id=product_id)
+        # The rows are locked in the status read: each one entering or leaving 'available' moves the counter.
+        deltas: Counter[int] = Counter()
+        for _, product_id, from_status in moving:
+            deltas[product_id] += (to_status == KeyStatus.AVAILABLE) - (from_status == KeyStatus.AVAILABLE)
+        for product_id, delta in deltas.items():
+            keys_stock_adjust(product_id=product_id, delta=delta)
     return len(ids)
-
-
-def keys_after_stock_change(*, product_id: int) -> None:
-    """Alert merchants once when stock falls to the low-stock threshold; re-arm when it rises above."""
-    product = Product.objects.annotate(
-        stock=Count("license_keys", filter=Q(license_keys__status=KeyStatus.AVAILABLE))
-    ).get(pk=product_id)
-    if product.is_reusable_key:
-        return
-    low = product.stock <= product.low_stock_threshold
-    if low == product.low_stock_alerted:
-        return
-    # Only the transaction that flips the flag alerts: concurrent claims cannot send twice.
-    flipped = Product.objects.filter(pk=product_id, low_stock_alerted=not low).update(low_stock_alerted=low)
-    if low and flipped:
-        transaction.on_commit(lambda: stock_alert_send(product_id=product_id))
-
-
-def stock_alert_send(*, product_id: int) -> None:
-    product = Product.objects.get(pk=product_id)
-    recipients = list(
-        get_user_model()
-        .objects.filter(is_active=True, is_staff=True)
-        .exclude(email="")
-        .filter(
-            Q(is_superuser=True)
-            | Q(user_permissions__codename="change_product", user_permissions__content_type__app_label="catalog")
-            | Q(groups__permissions__codename="change_product", groups__permissions__content_type__app_label="catalog")
-        )
-        .values_list("email", flat=True)
-        .distinct()
-    )
-    if not recipients:
-        logger.warning("product %s is low on stock and no merchant has an email address", product_id)
-        return
-    stock = keys_stock(product)
-    send_mail(
-        f"Low stock: {product.name} ({stock} keys left)",
-        f"{product.name} has {stock} keys left (threshold {product.low_stock_threshold}).\n"
-        f"Import more in admin: {settings.SITE_URL}/admin/catalog/product/{product.pk}/change/\n",
-        settings.DEFAULT_FROM_EMAIL,
-        recipients,
-    )
 
 
 class SharedKeyRejected(Exception):
@@ -307,7 +314,7 @@ def keys_export_unsold(*, product: Product, actor: str) -> KeyExport:
     )
     with transaction.atomic():
         KeyEvent.objects.bulk_create(
-            (KeyEvent(key_id=pk, type="exported", actor=actor) for pk in ids), batch_size=EXPORT_CHUNK
+            (KeyEvent(key_id=pk, type=KeyEventType.EXPORTED, actor=actor) for pk in ids), batch_size=EXPORT_CHUNK
         )
     logger.info("%s exported %d unsold keys of product %s", actor, len(ids), product.pk)
     return KeyExport(count=len(ids), rows=_decrypted(ids))
@@ -325,10 +332,8 @@ def keys_set_shared(*, product: Product, secret: str, actor: str) -> None:
 
     The code is stored encrypted and never shown back here. A product that still has unsold keys in
     its pool is refused (retire them first), so no key is stranded. Orders that were waiting for stock
-    are delivered once this commits.
+    are the caller's to deliver (storefront.flow.stock.shared_key_set).
     """
-    from fulfillment.tasks import fill_backorders  # tasks imports this module
-
     value = secret.strip()
     if product.kind != FulfilmentKind.LICENSE_KEY:
         raise SharedKeyRejected("Only a license-key product can have a shared key.")
@@ -347,5 +352,4 @@ def keys_set_shared(*, product: Product, secret: str, actor: str) -> None:
         ciphertext = encrypt_secret(value)
         Product.objects.filter(pk=product.pk).update(shared_key_ciphertext=ciphertext)
         product.shared_key_ciphertext = ciphertext
-        transaction.on_commit(lambda: fill_backorders.delay(product.pk))
     logger.info("%s set the shared key of product %s", actor, product.pk)

@@ -67,11 +67,23 @@ class LicenseKey(models.Model):
         return decrypt_secret(self.ciphertext)
 
 
+class KeyEventType(models.TextChoices):
+    IMPORTED = "imported", _("Imported")
+    RESERVED = "reserved", _("Reserved")
+    RELEASED = "released", _("Released")
+    SOLD = "sold", _("Sold")
+    REVOKED = "revoked", _("Revoked")
+    LOCKED = "locked", _("Locked")
+    UNLOCKED = "unlocked", _("Unlocked")
+    RETIRED = "retired", _("Retired")
+    EXPORTED = "exported", _("Exported")
+
+
 class KeyEvent(models.Model):
     """Audit trail of a key's life: imported, reserved, released, sold, revoked, locked, retired, exported."""
 
     key = models.ForeignKey(LicenseKey, on_delete=models.CASCADE, related_name="events")
-    type = models.CharField(max_length=20)
+    type = models.CharField(max_length=20, choices=KeyEventType.choices)
     actor = models.CharField(max_length=100)
     order = models.ForeignKey("orders.Order", null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)

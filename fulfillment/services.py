@@ -12,10 +12,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import FulfilmentKind
-from fulfillment.keys import keys_after_stock_change, keys_claim_for_line
+from fulfillment.crypto import decrypt_secret
+from fulfillment.keys import keys_claim_for_line
 from fulfillment.models import DeliveryAccess, KeyStatus, LicenseKey, Membership
-from orders.models import Order, OrderLine, OrderStatus
+from orders.models import Order, OrderEventType, OrderLine, OrderStatus
+from orders.selectors import order_lines
 from orders.status import determine_fulfilment_status, order_event_record, order_lock, order_transition
+from orders.tasks import send_order_email
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +34,9 @@ except ImportError:  # no S3 support installed
     pass
 
 
-def _deliver_line(line: OrderLine, now) -> None:
+def _deliver_line(line: OrderLine, now, *, first_time: bool) -> None:
     if line.kind == FulfilmentKind.LICENSE_KEY and not line.product.is_reusable_key:
-        filled = set(line.license_keys.values_list("unit_index", flat=True))
+        filled = set() if first_time else set(line.license_keys.values_list("unit_index", flat=True))
         missing = [i for i in range(line.quantity) if i not in filled]
         if keys_claim_for_line(line=line, units=missing) < len(missing):
             return
@@ -52,22 +55,24 @@ def order_deliver(*, order_id: int, actor: str = "fulfillment") -> Order:
     Safe to run any number of times, concurrently too: the order row is locked first, an
     order that is not paid-and-approved is left alone, and delivered lines are skipped.
     """
-    from orders.tasks import send_order_email
+    return order_deliver_locked(order=order_lock(order_id=order_id), actor=actor)
 
-    order = order_lock(order_id=order_id)
+
+def order_deliver_locked(*, order: Order, actor: str = "fulfillment", events: list | None = None) -> Order:
+    """order_deliver for an order whose row lock the caller already holds (the payment that just paid it);
+    `events` collects the status event for the caller to write in bulk (orders.status.order_transition)."""
     if order.status not in DELIVERABLE_STATUSES:
         return order
-    lines = list(order.lines.select_related("product"))
+    lines = order_lines(order)
     now = timezone.now()
+    first_time = order.status == OrderStatus.PAID  # nothing of it delivered yet: no key claimed for its lines
     for line in lines:
         if not line.delivered_at and not line.requires_shipping and not line.refunded_at:
-            _deliver_line(line, now)
-    for product_id in {line.product_id for line in lines if line.kind == FulfilmentKind.LICENSE_KEY}:
-        keys_after_stock_change(product_id=product_id)
+            _deliver_line(line, now, first_time=first_time)
     target = determine_fulfilment_status(lines)
     if target == order.status:
         return order
-    order = order_transition(order=order, to_status=target, actor=actor)
+    order = order_transition(order=order, to_status=target, actor=actor, locked=True, events=events)
     email = "order_awaiting_stock" if target == OrderStatus.AWAITING_STOCK else "order_delivered"
     # robust: a broker outage must not fail the request that delivered; the page works without email
     transaction.on_commit(lambda: send_order_email.delay(order.pk, email), robust=True)
@@ -147,8 +152,6 @@ def order_reveal_keys(
     if line.refunded_at:
         return []
     if line.product.is_reusable_key and line.delivered_at:
-        from fulfillment.crypto import decrypt_secret
-
         keys = [decrypt_secret(line.product.shared_key_ciphertext)]
     else:
         keys = [k.reveal() for k in line.license_keys.filter(status=KeyStatus.SOLD).order_by("unit_index")]
@@ -219,15 +222,15 @@ def download_start(*, token: str, ip: str | None, user_agent: str) -> tuple[Orde
 
 def order_resend_delivery_email(*, order: Order, actor: str) -> None:
     """Staff resend the delivery email (the order page always works, email or not)."""
-    from orders.tasks import send_order_email
-
     if order.status == OrderStatus.REFUNDED:
         template = "order_refunded"
     elif order.status == OrderStatus.AWAITING_STOCK:
         template = "order_awaiting_stock"
     else:
         template = "order_delivered"
-    order_event_record(order=order, type="email_resend_requested", actor=actor, data={"template": template})
+    order_event_record(
+        order=order, type=OrderEventType.EMAIL_RESEND_REQUESTED, actor=actor, data={"template": template}
+    )
     transaction.on_commit(lambda: send_order_email.delay(order.pk, template))
 
 

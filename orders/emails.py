@@ -6,7 +6,8 @@ from django.template import engines
 from django.urls import reverse
 from django.utils import translation
 
-from orders.models import Order
+from orders.links import shopper_refund_token
+from orders.models import Order, OrderEventType
 from orders.selectors import order_list_for_lookup
 from orders.status import order_event_record
 
@@ -25,8 +26,6 @@ def order_email_send(*, order: Order, template: str) -> None:
         raise ValueError(f"unknown email template {template!r}")
     context = {"order": order, "order_url": order_url(order), "lines": list(order.lines.select_related("product"))}
     if template == "order_awaiting_stock":
-        from payments.refunds import shopper_refund_token
-
         signature = shopper_refund_token(order)
         context["refund_url"] = settings.SITE_URL + reverse(
             "order-refund", kwargs={"token": order.token, "signature": signature}
@@ -35,7 +34,7 @@ def order_email_send(*, order: Order, template: str) -> None:
         text = engines["text"].get_template(f"{template}.txt").render(context)
     subject, _, body = text.strip().partition("\n")
     send_mail(subject.strip(), body.strip() + "\n", settings.DEFAULT_FROM_EMAIL, [order.email])
-    order_event_record(order=order, type="email_sent", actor="mailer", data={"template": template})
+    order_event_record(order=order, type=OrderEventType.EMAIL_SENT, actor="mailer", data={"template": template})
 
 
 def order_links_send(*, email: str) -> int:
@@ -51,5 +50,7 @@ def order_links_send(*, email: str) -> int:
     subject, _, body = text.strip().partition("\n")
     send_mail(subject.strip(), body.strip() + "\n", settings.DEFAULT_FROM_EMAIL, [orders[0].email])
     for order in orders:
-        order_event_record(order=order, type="email_sent", actor="mailer", data={"template": "order_links"})
+        order_event_record(
+            order=order, type=OrderEventType.EMAIL_SENT, actor="mailer", data={"template": "order_links"}
+        )
     return len(orders)

@@ -27,6 +27,35 @@ class PaymentState(models.TextChoices):
     REFUNDED = "refunded", _("Refunded")
 
 
+class OrderEventType(models.TextChoices):
+    """Every kind of OrderEvent. `order_event_record` refuses any other."""
+
+    ORDER_CREATED = "order_created", _("Order placed")
+    STATUS_CHANGED = "status_changed", _("Status changed")
+    PAYMENT_STATE_CHANGED = "payment_state_changed", _("Payment state changed")
+    PAYMENT_FAILED = "payment_failed", _("Payment failed")
+    DUPLICATE_PAYMENT = "duplicate_payment", _("Second payment received")
+    DUPLICATE_PAYMENT_REFUNDED = "duplicate_payment_refunded", _("Second payment refunded")
+    PARTIAL_REFUND = "partial_refund", _("Lines refunded")
+    PARTIAL_REFUND_AT_PROVIDER = "partial_refund_at_provider", _("Partly refunded at the provider")
+    EMAIL_SENT = "email_sent", _("Email sent")
+    EMAIL_RESEND_REQUESTED = "email_resend_requested", _("Email resend asked for")
+    REVIEW_CLAIMED = "review_claimed", _("Review claimed")
+    REVIEW_REJECTED = "review_rejected", _("Rejected in review")
+    RADAR_REVIEW_OPENED = "radar_review_opened", _("Stripe Radar review opened")
+    DISPUTE = "dispute", _("Dispute opened")
+    DISPUTE_NOT_FRAUD = "dispute_not_fraud", _("Dispute: not fraud")
+    DISPUTE_CLOSED_NOT_FRAUD = "dispute_closed_not_fraud", _("Dispute closed: not fraud")
+    DISPUTE_LOST = "dispute_lost", _("Dispute lost")
+    DISPUTE_EVIDENCE_SUBMITTED = "dispute_evidence_submitted", _("Dispute evidence submitted")
+    REVERSAL = "reversal", _("Payment reversed")
+    REVERSAL_NOT_FRAUD = "reversal_not_fraud", _("Reversal: not fraud")
+    EARLY_FRAUD_WARNING = "early_fraud_warning", _("Early fraud warning")
+    EARLY_FRAUD_WARNING_NOT_FRAUD = "early_fraud_warning_not_fraud", _("Early fraud warning: not fraud")
+    REVIEW_CLOSED_NOT_FRAUD = "review_closed_not_fraud", _("Radar review closed: not fraud")
+    REVIEW_CLOSED = "review_closed", _("Radar review closed")
+
+
 def new_order_token() -> str:
     return secrets.token_urlsafe(32)
 
@@ -128,7 +157,7 @@ class OrderEvent(models.Model):
     """Append-only history: every status change and every notable thing that happened."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
-    type = models.CharField(max_length=40)
+    type = models.CharField(max_length=40, choices=OrderEventType.choices)
     from_status = models.CharField(max_length=20, blank=True)
     to_status = models.CharField(max_length=20, blank=True)
     actor = models.CharField(max_length=100)

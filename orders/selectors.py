@@ -1,6 +1,8 @@
 import re
 
-from orders.models import Order
+from django.db.models import Prefetch, prefetch_related_objects
+
+from orders.models import Order, OrderLine
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 
@@ -18,3 +20,18 @@ LOOKUP_MAX_ORDERS = 10
 def order_list_for_lookup(*, email: str) -> list[Order]:
     """The address's most recent orders, newest first ("find my order" emails their links to it)."""
     return list(Order.objects.filter(email=email.strip().lower()).order_by("-created_at")[:LOOKUP_MAX_ORDERS])
+
+
+def order_lines(order: Order) -> list[OrderLine]:
+    """The order's lines with their products: one query the first time for this Order instance, then its cache
+    (an order's lines never change after checkout; delivery and refunds update these same objects)."""
+    prefetch_related_objects([order], Prefetch("lines", queryset=OrderLine.objects.select_related("product")))
+    return list(order.lines.all())
+
+
+def order_lines_remember(order: Order, lines: list[OrderLine]) -> None:
+    """Give a new order the lines just created for it, so nothing reads them back."""
+    cached = order.lines.all()
+    cached._result_cache = lines
+    cached._prefetch_done = True
+    order._prefetched_objects_cache = {**getattr(order, "_prefetched_objects_cache", {}), "lines": cached}

@@ -1,4 +1,4 @@
-"""Order business actions: checkout, payment received, shipping."""
+"""Order business actions: create the order at checkout, ship its physical lines."""
 
 import logging
 from dataclasses import dataclass
@@ -10,10 +10,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog.models import FulfilmentKind, Product
-from fulfillment.models import KeyStatus
 from orders.cart import CartLine
 from orders.errors import CheckoutError
-from orders.models import Order, OrderLine, OrderStatus, PaymentState
+from orders.models import Order, OrderEventType, OrderLine, OrderStatus
+from orders.selectors import order_lines_remember
 from orders.status import (
     IllegalTransition,
     determine_fulfilment_status,
@@ -21,8 +21,6 @@ from orders.status import (
     order_lock,
     order_transition,
 )
-from riskengine.models import RiskDecision
-from riskengine.services import risk_record_event
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +41,16 @@ class ShippingAddress:
 
 
 def _merge_by_product(lines: list[CartLine]) -> list[CartLine]:
-    """One line per product, at the product's current database state and price."""
+    """One line per product, at the product's current database state and price (products read in this request
+    with their price breaks, as the cart and the API read them, are current: they are not read again)."""
     quantities: dict[int, int] = {}
     for line in lines:
         quantities[line.product.pk] = quantities.get(line.product.pk, 0) + line.quantity
-    products = Product.objects.prefetch_related("price_breaks").in_bulk(list(quantities))
+    given = {line.product.pk: line.product for line in lines}
+    if all("price_breaks" in getattr(p, "_prefetched_objects_cache", {}) for p in given.values()):
+        products = given
+    else:
+        products = Product.objects.prefetch_related("price_breaks").in_bulk(list(quantities))
     return [CartLine(product=products[pk], quantity=qty) for pk, qty in quantities.items() if pk in products]
 
 
@@ -66,7 +69,7 @@ def checkout_validate_lines(lines: list[CartLine]) -> None:
         if line.quantity > product.max_per_order:
             raise CheckoutError("quantity_over_maximum", maximum=product.max_per_order)
         if product.kind == FulfilmentKind.LICENSE_KEY and not product.is_reusable_key:
-            available = product.license_keys.filter(status=KeyStatus.AVAILABLE).count()
+            available = product.keys_available  # kept by fulfillment.stock, checked against the keys
             if available < line.quantity:
                 raise CheckoutError("out_of_stock", available=available, product=product.localized_name)
 
@@ -75,8 +78,8 @@ def checkout_requires_shipping(lines: list[CartLine]) -> bool:
     return any(line.product.requires_shipping for line in lines)
 
 
-@transaction.atomic
-def checkout_create_order(
+@transaction.atomic(savepoint=False)  # inside checkout's transaction: no savepoint of its own
+def order_create(
     *,
     lines: list[CartLine],
     email: str,
@@ -88,7 +91,7 @@ def checkout_create_order(
     device_fingerprint: str = "",
     actor: str = "shopper",
 ) -> Order:
-    """Create a pending order for the cart lines at today's prices.
+    """Create a pending order for the cart lines at today's prices (storefront.flow.checkout places it).
 
     Shipping is asked for, charged and stored only when a line needs it.
     """
@@ -124,7 +127,7 @@ def checkout_create_order(
         user_agent=user_agent[:300],
         device_id=device_id[:64],
     )
-    OrderLine.objects.bulk_create(
+    created = OrderLine.objects.bulk_create(
         OrderLine(
             order=order,
             product=line.product,
@@ -136,91 +139,13 @@ def checkout_create_order(
         )
         for line in lines
     )
+    order_lines_remember(order, created)
     order_event_record(
         order=order,
-        type="order_created",
+        type=OrderEventType.ORDER_CREATED,
         actor=actor,
         data={"total": order.total_amount, "device_fingerprint": device_fingerprint},
     )
-    risk_record_event(order=order, event="order_placed")
-    return order
-
-
-@dataclass(frozen=True)
-class PaymentSignals:
-    """What the payment told us about the payer, for the risk engine (all optional)."""
-
-    card_fingerprint: str = ""
-    card_country: str = ""
-    billing_country: str = ""
-    radar: dict | None = None
-
-
-@transaction.atomic
-def order_mark_paid(
-    *,
-    order_id: int,
-    amount: int,
-    currency: str,
-    payment_ref: str,
-    actor: str,
-    signals: PaymentSignals | None = None,
-) -> Order:
-    """Record that the order's payment cleared, check the amount, assess risk, then release, hold or decline.
-
-    Idempotent: an order that is no longer pending payment is returned unchanged. A payment
-    whose amount or currency differs from the order is flagged for staff and releases nothing.
-    Risk 'review' opens a case in the ops queue; 'decline' holds the order and refunds it after commit.
-    """
-    from fulfillment.tasks import deliver_order
-    from riskengine.review import review_case_open
-    from riskengine.services import risk_assess_order, risk_record_event
-    from riskengine.tasks import refund_declined_order
-
-    order = order_lock(order_id=order_id)
-    if order.status != OrderStatus.PENDING_PAYMENT:
-        logger.info("order %s already past payment (%s); payment %s ignored", order.number, order.status, payment_ref)
-        return order
-    signals = signals or PaymentSignals()
-    order.card_fingerprint = signals.card_fingerprint or order.card_fingerprint
-    order.card_country = signals.card_country or order.card_country
-    order.billing_country = signals.billing_country or order.billing_country
-    order.save(update_fields=["card_fingerprint", "card_country", "billing_country"])
-    order.paid_at = timezone.now()
-    if amount != order.total_amount or currency.upper() != order.currency.upper():
-        order.payment_state = PaymentState.MISMATCH
-        order.save(update_fields=["paid_at", "payment_state", "updated_at"])
-        expected = {"amount": order.total_amount, "currency": order.currency}
-        received = {"amount": amount, "currency": currency.upper()}
-        logger.warning("order %s: payment %s amount mismatch %s != %s", order.number, payment_ref, received, expected)
-        return order_transition(
-            order=order,
-            to_status=OrderStatus.ON_HOLD,
-            actor=actor,
-            note="Paid amount does not match the order; held for staff.",
-            data={"reason": "payment_mismatch", "expected": expected, "received": received, "payment": payment_ref},
-        )
-    order.payment_state = PaymentState.PAID
-    order.save(update_fields=["paid_at", "payment_state", "updated_at"])
-    order = order_transition(order=order, to_status=OrderStatus.PAID, actor=actor, data={"payment": payment_ref})
-    risk_record_event(order=order, event="card_used")
-    assessment = risk_assess_order(order=order, radar=signals.radar)
-    if assessment.decision == RiskDecision.APPROVE:
-        # robust: if the broker is down the sweeper delivers; the payment must still be recorded
-        transaction.on_commit(lambda: deliver_order.delay(order.pk), robust=True)
-        return order
-    top = "; ".join(r["reason"] for r in assessment.reasons[:3])
-    order = order_transition(
-        order=order,
-        to_status=OrderStatus.ON_HOLD,
-        actor="riskengine",
-        note=f"Risk {assessment.decision} ({assessment.score}): {top}",
-        data={"reason": "risk", "decision": assessment.decision, "score": assessment.score},
-    )
-    if assessment.decision == RiskDecision.REVIEW:
-        review_case_open(order=order, assessment=assessment)
-    else:
-        transaction.on_commit(lambda: refund_declined_order.delay(order.pk), robust=True)
     return order
 
 

@@ -1,13 +1,14 @@
-"""The one place where an order's status changes.
+"""The one place where an order's status and its payment state change.
 
 The pipeline is declared as data; `order_transition` validates a move against it,
 saves the order under a row lock and appends an OrderEvent in the same transaction.
+`order_payment_state_set` is the only other writer of `payment_state`, with its own event.
 """
 
 from django.db import transaction
 from django.utils import timezone
 
-from orders.models import Order, OrderEvent, OrderLine, OrderStatus
+from orders.models import Order, OrderEvent, OrderEventType, OrderLine, OrderStatus, PaymentState
 
 S = OrderStatus
 
@@ -60,33 +61,108 @@ def order_lock(*, order_id: int) -> Order:
     return Order.objects.select_for_update().get(pk=order_id)
 
 
-@transaction.atomic
-def order_transition(*, order: Order, to_status: str, actor: str, note: str = "", data: dict | None = None) -> Order:
-    """Move `order` to `to_status`, or raise IllegalTransition. Returns the locked, saved order."""
-    locked = order_lock(order_id=order.pk)
-    if not can_transition(locked.status, to_status):
-        raise IllegalTransition(locked, to_status)
-    from_status = locked.status
-    locked.status = to_status
+def order_transition(
+    *,
+    order: Order,
+    to_status: str,
+    actor: str,
+    note: str = "",
+    data: dict | None = None,
+    payment_state: PaymentState | None = None,
+    locked: bool = False,
+    also: dict | None = None,
+    events: list[OrderEvent] | None = None,
+) -> Order:
+    """Move `order` to `to_status` (and its payment to `payment_state`, in the same event), or raise
+    IllegalTransition. Returns the locked, saved order.
+
+    `locked`: the caller holds the order's row lock in its own transaction (order_lock) and passes that very
+    instance, so it is neither read again nor wrapped in a savepoint. `also`: other fields of the order to
+    save in the same UPDATE (what the payment told about the card, say). `events`: a list the caller writes in
+    bulk before its transaction ends (order_events_write); the status event is added to it, not inserted now.
+    """
+    if locked:
+        return _transition(order, to_status, actor, note, data, payment_state, also, events)
+    with transaction.atomic():
+        fresh = _transition(order_lock(order_id=order.pk), to_status, actor, note, data, payment_state, also, events)
+    order.status, order.payment_state = fresh.status, fresh.payment_state
+    order.completed_at, order.paid_at = fresh.completed_at, fresh.paid_at
+    return fresh
+
+
+def _transition(
+    order: Order,
+    to_status: str,
+    actor: str,
+    note: str,
+    data: dict | None,
+    payment_state: PaymentState | None,
+    also: dict | None,
+    events: list[OrderEvent] | None,
+) -> Order:
+    if not can_transition(order.status, to_status):
+        raise IllegalTransition(order, to_status)
+    from_status = order.status
+    order.status = to_status
     fields = ["status", "updated_at"]
-    if to_status in COMPLETE_STATUSES and not locked.completed_at:
-        locked.completed_at = timezone.now()
+    for name, value in (also or {}).items():
+        setattr(order, name, value)
+        fields.append(name)
+    data = dict(data or {})
+    if payment_state is not None and payment_state != order.payment_state:
+        data["payment_state"] = {"from": order.payment_state, "to": payment_state}
+        order.payment_state = payment_state
+        fields.append("payment_state")
+        if payment_state in (PaymentState.PAID, PaymentState.MISMATCH) and not order.paid_at:
+            order.paid_at = timezone.now()
+            fields.append("paid_at")
+    if to_status in COMPLETE_STATUSES and not order.completed_at:
+        order.completed_at = timezone.now()
         fields.append("completed_at")
-    locked.save(update_fields=fields)
-    OrderEvent.objects.create(
-        order=locked,
-        type="status_changed",
+    order.save(update_fields=fields)
+    event = OrderEvent(
+        order=order,
+        type=OrderEventType.STATUS_CHANGED,
         from_status=from_status,
         to_status=to_status,
         actor=actor,
         note=note[:300],
-        data=data or {},
+        data=data,
     )
-    order.status = locked.status
-    order.completed_at = locked.completed_at
-    return locked
+    if events is None:
+        event.save()
+    else:
+        events.append(event)
+    return order
 
 
-def order_event_record(*, order: Order, type: str, actor: str, note: str = "", data: dict | None = None) -> OrderEvent:
-    """Append a non-status event (payment failed, email sent, amount mismatch...)."""
-    return OrderEvent.objects.create(order=order, type=type, actor=actor, note=note[:300], data=data or {})
+def order_events_write(events: list[OrderEvent]) -> None:
+    """Insert the events collected during a transaction (order_transition(events=...)) in one statement."""
+    if events:
+        OrderEvent.objects.bulk_create(events)
+
+
+def order_payment_state_set(
+    *, order: Order, state: PaymentState, actor: str, note: str = "", data: dict | None = None
+) -> None:
+    """Record what happened to the order's money without moving its status (a mismatch held as it stands, a
+    part refunded). Call with the order locked. Writes the `payment_state_changed` event."""
+    if state == order.payment_state:
+        return
+    data = {"from": order.payment_state, "to": state, **(data or {})}
+    order.payment_state = state
+    fields = ["payment_state", "updated_at"]
+    if state in (PaymentState.PAID, PaymentState.MISMATCH) and not order.paid_at:
+        order.paid_at = timezone.now()
+        fields.append("paid_at")
+    order.save(update_fields=fields)
+    order_event_record(order=order, type=OrderEventType.PAYMENT_STATE_CHANGED, actor=actor, note=note, data=data)
+
+
+def order_event_record(
+    *, order: Order, type: OrderEventType, actor: str, note: str = "", data: dict | None = None
+) -> OrderEvent:
+    """Append a non-status event (payment failed, email sent, amount mismatch...). Unknown types raise ValueError."""
+    return OrderEvent.objects.create(
+        order=order, type=OrderEventType(type), actor=actor, note=note[:300], data=data or {}
+    )

@@ -2,6 +2,7 @@ from smtplib import SMTPException
 
 from celery import shared_task
 
+from orders.emails import order_email_send, order_links_send
 from orders.models import Order
 
 
@@ -13,8 +14,6 @@ from orders.models import Order
     acks_late=True,
 )
 def send_order_email(order_id: int, template: str) -> None:
-    from orders.emails import order_email_send
-
     order_email_send(order=Order.objects.get(pk=order_id), template=template)
 
 
@@ -27,6 +26,4 @@ def send_order_email(order_id: int, template: str) -> None:
 )
 def send_order_links(email: str) -> None:
     """ "Find my order": the address's recent order links, to that address alone (nothing if it has none)."""
-    from orders.emails import order_links_send
-
     order_links_send(email=email)

@@ -153,7 +153,7 @@ class CallOutcome(models.TextChoices):
 
 
 class ProviderCall(models.Model):
-    """Every call to a provider, for channel health: what, how it went, how long it took."""
+    """Every call to a provider: what, how it went, how long it took (payments.health queues them; admin reads)."""
 
     channel = models.ForeignKey(PaymentChannel, on_delete=models.CASCADE, related_name="calls")
     operation = models.CharField(max_length=30)
@@ -161,7 +161,8 @@ class ProviderCall(models.Model):
     latency_ms = models.FloatField()
     error = models.CharField(max_length=100, blank=True)  # an exception class or issue code, never a message
     order = models.ForeignKey("orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now)  # when the call was made (rows are written in bulk)
+    call_id = models.CharField(max_length=32, unique=True, null=True, editable=False)  # one row per call, flushed once
 
     class Meta:
         indexes = [models.Index(fields=["channel", "created_at"], name="providercall_channel_time")]

@@ -2,7 +2,8 @@
 
 A channel is offered when it is enabled, has its credentials, takes the order's currency, amount and
 the shopper's country, and its breaker is closed. The rest are ordered by the merchant's priority,
-then the fee the channel would cost on this order, then recent health (failure rate, then latency).
+then the fee the channel would cost on this order, then recent health (failure rate, then latency; unknown,
+so no tie-breaker, while Redis is away).
 Read fresh on every checkout, so a channel disabled in admin is gone from the very next one.
 """
 
@@ -10,10 +11,10 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from orders.geo import ip_country
 from orders.models import Order
 from payments.health import ChannelHealth, channel_health
 from payments.models import PaymentChannel
-from riskengine.signals import ip_country
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,19 @@ def channels_for_order(*, order: Order) -> list[ChannelOffer]:
     """The channels to offer for this order, best first."""
     now = timezone.now()
     country = shopper_country(order)
-    health = channel_health()
+    channels = [
+        channel
+        for channel in PaymentChannel.objects.filter(enabled=True)
+        if not channel_refusal(channel, order=order, country=country, now=now)
+    ]
+    health = channel_health(channel_ids=[channel.pk for channel in channels])
     offers = [
         ChannelOffer(
             channel=channel,
             expected_fee=channel.expected_fee(order.total_amount),
             health=health.get(channel.pk, ChannelHealth()),
         )
-        for channel in PaymentChannel.objects.filter(enabled=True)
-        if not channel_refusal(channel, order=order, country=country, now=now)
+        for channel in channels
     ]
     offers.sort(
         key=lambda offer: (

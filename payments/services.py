@@ -1,8 +1,7 @@
-"""Payment business actions. Provider calls never run inside a database transaction.
+"""Payments: open one on the best channel, ask the provider about it, record what it says.
 
-Every way a payment's outcome reaches us (the shopper's confirmation, a webhook, reconciliation)
-ends in `payment_apply_snapshot`, which locks the order, then the payment, and applies the provider's
-view once: whichever arrives first acts, the others find nothing left to do.
+Provider calls never run inside a database transaction. What a payment's outcome means for the order
+(paid, scored, delivered, held, a duplicate refunded) is the flow layer's: storefront.flow.payment.
 """
 
 import logging
@@ -11,30 +10,24 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.urls import reverse
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from fulfillment.keys import keys_reserve_for_order
-from orders.models import Order, OrderEvent, OrderStatus
-from orders.services import PaymentSignals, order_mark_paid
-from orders.status import order_event_record, order_lock
+from orders.models import Order, OrderStatus
 from payments.health import provider_call
 from payments.models import Payment, PaymentChannel, PaymentStatus, WebhookEvent
 from payments.providers import provider_for_channel
 from payments.providers.base import (
     PaymentDeclined,
     PaymentError,
-    PaymentProvider,
     PaymentRequest,
     PaymentSnapshot,
     ShipTo,
     WebhookNotice,
 )
 from payments.routing import ChannelOffer, channels_for_order
-from riskengine.models import RiskDecision
-from riskengine.services import risk_check_before_payment, risk_record_event
 
 logger = logging.getLogger(__name__)
 
@@ -71,19 +64,8 @@ class PaymentStart:
     failed_channels: tuple[PaymentChannel, ...] = ()  # ranked above `payment`'s and failing just now
 
 
-def payment_start_for_order(*, order: Order, channel: PaymentChannel | None = None) -> Payment:
-    """The order's open payment (see `payment_open_for_order`)."""
-    return payment_open_for_order(order=order, channel=channel).payment
-
-
-def payment_open_for_order(*, order: Order, channel: PaymentChannel | None = None) -> PaymentStart:
-    """Reserve the order's keys and return its open payment, on `channel` or the best channel that answers.
-
-    Channels are tried in the router's order; one that fails to create the payment (refused, timed out,
-    an error) is recorded against its health and the next is tried, so the shopper is offered the next
-    channel without re-entering anything. Provider calls carry an idempotency key per order, channel and
-    attempt, so a retried request never creates two payments for one order at one provider.
-    """
+def payment_offers(*, order: Order, channel: PaymentChannel | None = None) -> list[ChannelOffer]:
+    """The channels that can take this order now, best first (only `channel`, when given)."""
     if order.status != OrderStatus.PENDING_PAYMENT:
         raise OrderNotPayable(order.number)
     offers = channels_for_order(order=order)
@@ -91,27 +73,55 @@ def payment_open_for_order(*, order: Order, channel: PaymentChannel | None = Non
         offers = [offer for offer in offers if offer.channel.pk == channel.pk]
     if not offers:
         raise NoChannelAvailable("No payment method is available for this order right now.")
+    return offers
+
+
+def payments_of(order: Order) -> list[Payment]:
+    """The order's payments, oldest first (none, without asking, for an order placed in this request:
+    payments_none_yet)."""
+    known = getattr(order, "_prefetched_objects_cache", {}).get("payments")
+    if known is not None:
+        return list(known)
+    return list(Payment.objects.filter(order=order).order_by("created_at", "pk"))
+
+
+def payments_known_none(order: Order) -> bool:
+    """Whether the order is known (without asking) to have no payment: placed in this request, not yet paid for."""
+    known = getattr(order, "_prefetched_objects_cache", {}).get("payments")
+    return known is not None and not list(known)
+
+
+def payments_none_yet(order: Order) -> None:
+    """An order just created has no payment: remember that instead of asking (until its first is created)."""
+    cached = order.payments.none()
+    cached._result_cache, cached._prefetch_done = [], True
+    order._prefetched_objects_cache = {**getattr(order, "_prefetched_objects_cache", {}), "payments": cached}
+
+
+def payment_open_existing(*, order: Order, offers: list[ChannelOffer]) -> Payment | None:
+    """The order's payment still open on the best of these channels, for its current total."""
     open_payments = {
-        p.channel_id: p
-        for p in Payment.objects.filter(order=order, status__in=REUSABLE, amount=order.total_amount).order_by(
-            "created_at"
-        )
+        p.channel_id: p for p in payments_of(order) if p.status in REUSABLE and p.amount == order.total_amount
     }
     for offer in offers:
-        existing = open_payments.get(offer.channel.pk)
-        if existing is not None:
-            keys_reserve_for_order(order=order)  # extends the hold while the shopper is paying
-            return PaymentStart(payment=existing)
-    screening = risk_check_before_payment(order=order)
-    if screening.decision == RiskDecision.DECLINE:
-        raise PaymentBlocked(order.number)
-    if not keys_reserve_for_order(order=order):
-        raise OrderOutOfStock(order.number)
+        if offer.channel.pk in open_payments:
+            return open_payments[offer.channel.pk]
+    return None
+
+
+def payment_create_on_first_channel(*, order: Order, offers: list[ChannelOffer], risk: tuple[int, str]) -> PaymentStart:
+    """Create the payment on the first channel that answers.
+
+    Channels are tried in the router's order; one that fails to create the payment (refused, timed out,
+    an error) is recorded against its health and the next is tried, so the shopper is offered the next
+    channel without re-entering anything. Provider calls carry an idempotency key per order, channel and
+    attempt, so a retried request never creates two payments for one order at one provider.
+    """
     failure: PaymentError | None = None
     failed: list[PaymentChannel] = []
     for offer in offers:
         try:
-            payment = _payment_create(order=order, offer=offer, risk=(screening.score, screening.decision))
+            payment = _payment_create(order=order, offer=offer, risk=risk)
             return PaymentStart(payment=payment, failed_channels=tuple(failed))
         except PaymentDeclined:
             raise
@@ -125,7 +135,7 @@ def payment_open_for_order(*, order: Order, channel: PaymentChannel | None = Non
 def _payment_create(*, order: Order, offer: ChannelOffer, risk: tuple[int, str]) -> Payment:
     channel = offer.channel
     provider = provider_for_channel(channel)
-    attempt = Payment.objects.filter(order=order, channel=channel).count() + 1
+    attempt = sum(1 for p in payments_of(order) if p.channel_id == channel.pk) + 1
     with provider_call(channel=channel, operation="create_payment", order=order):
         snapshot = provider.create_payment(
             PaymentRequest(
@@ -144,20 +154,22 @@ def _payment_create(*, order: Order, offer: ChannelOffer, risk: tuple[int, str])
                 locale=order.locale,
             )
         )
-    payment, _ = Payment.objects.get_or_create(
-        provider=provider.name,
-        provider_ref=snapshot.ref,
-        defaults={
-            "order": order,
-            "channel": channel,
-            "amount": order.total_amount,
-            "currency": order.currency,
-            "client_secret": snapshot.client_secret,
-            "approval_url": snapshot.approval_url,
-            "expected_fee": offer.expected_fee,
-            "status": snapshot.status if snapshot.status in REUSABLE else PaymentStatus.CREATED,
-        },
-    )
+    try:  # outside any transaction, like every provider call: a failed insert spoils nothing
+        payment = Payment.objects.create(
+            provider=provider.name,
+            provider_ref=snapshot.ref,
+            order=order,
+            channel=channel,
+            amount=order.total_amount,
+            currency=order.currency,
+            client_secret=snapshot.client_secret,
+            approval_url=snapshot.approval_url,
+            expected_fee=offer.expected_fee,
+            status=snapshot.status if snapshot.status in REUSABLE else PaymentStatus.CREATED,
+        )
+    except IntegrityError:  # the provider replayed a payment we recorded already (an idempotent retry)
+        return Payment.objects.get(provider=provider.name, provider_ref=snapshot.ref)
+    getattr(order, "_prefetched_objects_cache", {}).pop("payments", None)  # it has one now: ask from here on
     return payment
 
 
@@ -174,99 +186,53 @@ def _ship_to(order: Order) -> ShipTo | None:
     )
 
 
-def payment_confirm_card(*, payment: Payment, card_token: str) -> Payment:
-    """Confirm a Stripe payment with a card tokenised by Stripe.js, and apply the result at once.
-
-    A success is applied through the same idempotent path as the webhook, so whichever arrives first
-    delivers and the other is a no-op.
-
-    A payment still waiting on a bank check (3-D Secure) that the shopper left unfinished is asked about
-    first: if it was paid meanwhile, that stands; otherwise it is retired and the card goes on a new payment.
-    """
-    if payment.status == PaymentStatus.REQUIRES_ACTION:
-        payment = _payment_replace_unfinished(payment=payment)
-        if payment.status in PAID:
-            return payment
-    return payment_capture(payment=payment, card_token=card_token)
-
-
-def _payment_replace_unfinished(*, payment: Payment) -> Payment:
+def payment_fetch(*, payment: Payment) -> PaymentSnapshot:
+    """The provider's view of a payment now (raises PaymentError when it cannot be asked)."""
     channel = payment_channel_for(payment)
     with provider_call(channel=channel, operation="fetch", order=payment.order):
-        snapshot = provider_for_channel(channel).fetch_payment(ref=payment.provider_ref)
-    if snapshot.status == PaymentStatus.REQUIRES_ACTION:
-        snapshot = replace(snapshot, status=PaymentStatus.FAILED, failure_message="The bank check was not completed.")
-    payment_apply_snapshot(provider_name=payment.provider, snapshot=snapshot, actor="shopper:new-card")
-    payment.refresh_from_db()
-    if payment.status in PAID:
-        return payment
-    return payment_start_for_order(order=Order.objects.get(pk=payment.order_id), channel=channel)
+        return provider_for_channel(channel).fetch_payment(ref=payment.provider_ref)
 
 
-def payment_capture(*, payment: Payment, card_token: str = "", actor: str = "") -> Payment:
-    """Take the money: Stripe with the shopper's card token, PayPal once the buyer approved. Then apply it.
+def payment_capture_at_provider(*, payment: Payment, card_token: str = "") -> PaymentSnapshot:
+    """Take the money: Stripe with the shopper's card token, PayPal once the buyer approved.
 
-    The capture carries an idempotency key per payment, so the return page, the approval webhook and
-    reconciliation may all capture the same PayPal order and it is taken once.
+    The capture carries an idempotency key per payment (and card), so the return page, the approval webhook
+    and reconciliation may all capture the same PayPal order and it is taken once. Raises PaymentDeclined.
     """
     channel = payment_channel_for(payment)
-    provider = provider_for_channel(channel)
-    actor = actor or f"{payment.provider}:confirm"
-    try:
-        with provider_call(channel=channel, operation="capture", order=payment.order):
-            snapshot = provider.capture(
-                ref=payment.provider_ref,
-                # one confirmation per card: a retry of the same request replays, a new card is a new attempt
-                idempotency_key=f"capture-{payment.pk}-{card_token}" if card_token else f"capture-{payment.pk}",
-                card_token=card_token,
-            )
-    except PaymentDeclined:
-        _record_decline(payment=payment, channel=channel, provider=provider, actor=actor)
-        raise
-    payment_apply_snapshot(provider_name=payment.provider, snapshot=snapshot, actor=actor)
-    payment.refresh_from_db()
-    return payment
+    with provider_call(channel=channel, operation="capture", order=payment.order):
+        return provider_for_channel(channel).capture(
+            ref=payment.provider_ref,
+            # one confirmation per card: a retry of the same request replays, a new card is a new attempt
+            idempotency_key=f"capture-{payment.pk}-{card_token}" if card_token else f"capture-{payment.pk}",
+            card_token=card_token,
+        )
 
 
-def payment_refresh(*, payment: Payment, actor: str, min_interval: timedelta = timedelta(seconds=1)) -> Payment:
-    """Ask the provider how a payment that waits on the shopper's bank stands, and apply it (for the order page
-    the shopper lands on after 3-D Secure, before or without a webhook). At most once per `min_interval` per
-    payment; a provider that cannot be reached leaves the payment as it was."""
-    if payment.status != PaymentStatus.REQUIRES_ACTION or not _first_ask_within(payment, min_interval):
-        return payment
-    if not Payment.objects.filter(pk=payment.pk, updated_at=payment.updated_at).update(updated_at=timezone.now()):
-        return payment  # another request is asking right now
-    channel = payment_channel_for(payment)
+def payment_declined_snapshot(*, payment: Payment) -> PaymentSnapshot | None:
+    """The provider's record of a declined attempt (card, attempt id), marked failed; None if unreachable."""
     try:
-        with provider_call(channel=channel, operation="fetch", order=payment.order):
-            snapshot = provider_for_channel(channel).fetch_payment(ref=payment.provider_ref)
+        failed = payment_fetch(payment=payment)
     except PaymentError:
-        return payment
-    payment_apply_snapshot(provider_name=payment.provider, snapshot=snapshot, actor=actor)
-    payment.refresh_from_db()
-    return payment
-
-
-def _first_ask_within(payment: Payment, interval: timedelta) -> bool:
-    """Whether nobody asked about this payment within `interval` (a page reloaded in a loop must not hammer the
-    provider and open its breaker for every shopper). The cache counts; without it, the payment's own clock."""
-    try:
-        return cache.add(f"payment-refresh:{payment.pk}", 1, timeout=max(1, round(interval.total_seconds())))
-    except RedisError:
-        return payment.updated_at <= timezone.now() - interval
-
-
-def _record_decline(*, payment: Payment, channel: PaymentChannel, provider: PaymentProvider, actor: str) -> None:
-    """Record the declined attempt (velocity, events) and retire this payment, so the next attempt is
-    screened again: card testing through our own pay endpoint is counted like any other failure."""
-    try:
-        with provider_call(channel=channel, operation="fetch", order=payment.order):
-            failed = provider.fetch_payment(ref=payment.provider_ref)
-    except PaymentError:
-        return
+        return None
     if failed.status != PaymentStatus.FAILED:
         failed = replace(failed, status=PaymentStatus.FAILED, failure_message="declined")
-    payment_apply_snapshot(provider_name=payment.provider, snapshot=failed, actor=actor)
+    return failed
+
+
+def payment_refresh_due(*, payment: Payment, min_interval: timedelta) -> bool:
+    """Whether to ask the provider about a payment waiting on the shopper's bank now: at most once per
+    `min_interval` per payment, and one request at a time (a page reloaded in a loop must not hammer the
+    provider and open its breaker for every shopper). The cache counts; without it, the payment's own clock."""
+    if payment.status != PaymentStatus.REQUIRES_ACTION:
+        return False
+    try:
+        first = cache.add(f"payment-refresh:{payment.pk}", 1, timeout=max(1, round(min_interval.total_seconds())))
+    except RedisError:
+        first = payment.updated_at <= timezone.now() - min_interval
+    if not first:
+        return False
+    return bool(Payment.objects.filter(pk=payment.pk, updated_at=payment.updated_at).update(updated_at=timezone.now()))
 
 
 def payment_find(*, provider_name: str, ref: str = "", capture_ref: str = "") -> Payment | None:
@@ -280,27 +246,15 @@ def payment_find(*, provider_name: str, ref: str = "", capture_ref: str = "") ->
     return None
 
 
-@transaction.atomic
-def payment_apply_snapshot(*, provider_name: str, snapshot: PaymentSnapshot, actor: str) -> Payment | None:
-    """Bring our Payment (and its order) in line with the provider's view of it. Idempotent.
+def payment_lock(*, payment_id: int) -> Payment:
+    """Load a payment under a row lock (after its order's: the order every writer uses)."""
+    return Payment.objects.select_for_update().get(pk=payment_id)
 
-    Locks the order, then the payment (the order every writer uses). A success pays the order once;
-    a second success for an order already paid, or for one that was cancelled meanwhile, is marked a
-    duplicate and refunded after commit, so no shopper pays twice.
-    """
-    found = payment_find(provider_name=provider_name, ref=snapshot.ref, capture_ref=snapshot.capture_ref)
-    if found is None:
-        logger.warning("%s payment %s is not one of ours; ignored", provider_name, snapshot.ref or snapshot.capture_ref)
-        return None
-    order_lock(order_id=found.order_id)
-    payment = Payment.objects.select_for_update().get(pk=found.pk)
-    if payment.status in PAID:
-        _note_fee(payment, snapshot)
-        return payment
-    if snapshot.status == PaymentStatus.FAILED:
-        _record_failed_attempt(payment=payment, snapshot=snapshot, actor=actor)
+
+def payment_record_snapshot(*, payment: Payment, snapshot: PaymentSnapshot) -> bool:
+    """Write the provider's view onto a locked payment not yet paid. Returns whether anything changed."""
     if payment.status == snapshot.status:
-        return payment
+        return False
     payment.status = snapshot.status
     payment.failure_message = snapshot.failure_message
     payment.amount_received = snapshot.amount_received or None
@@ -313,12 +267,27 @@ def payment_apply_snapshot(*, provider_name: str, snapshot: PaymentSnapshot, act
         payment.actual_fee = snapshot.fee if snapshot.fee is not None else payment.actual_fee
         fields += ["succeeded_at", "actual_fee"]
     payment.save(update_fields=fields)
-    if snapshot.status == PaymentStatus.SUCCEEDED:
-        _payment_succeeded(payment=payment, snapshot=snapshot, actor=actor)
-    return payment
+    return True
 
 
-def _note_fee(payment: Payment, snapshot: PaymentSnapshot) -> None:
+def payment_lock_with_siblings(*, order_id: int, payment_id: int) -> tuple[Payment, list[Payment]]:
+    """A payment and the order's other payments, locked in one query (after the order's lock)."""
+    payments = list(Payment.objects.select_for_update().filter(order_id=order_id).order_by("pk"))
+    payment = next(p for p in payments if p.pk == payment_id)
+    return payment, [p for p in payments if p.pk != payment_id]
+
+
+def payment_is_duplicate(*, payment: Payment, siblings: list[Payment]) -> bool:
+    """Whether another payment of the order already paid it."""
+    return any(p.status in PAID and not p.duplicate for p in siblings)
+
+
+def payment_mark_duplicate(*, payment: Payment) -> None:
+    Payment.objects.filter(pk=payment.pk).update(duplicate=True)
+    payment.duplicate = True
+
+
+def payment_note_fee(*, payment: Payment, snapshot: PaymentSnapshot) -> None:
     """A later notice may carry facts the first lacked (the fee, the capture id)."""
     changed = []
     if snapshot.fee is not None and payment.actual_fee is None and snapshot.status == PaymentStatus.SUCCEEDED:
@@ -331,107 +300,26 @@ def _note_fee(payment: Payment, snapshot: PaymentSnapshot) -> None:
         payment.save(update_fields=[*changed, "updated_at"])
 
 
-def _payment_succeeded(*, payment: Payment, snapshot: PaymentSnapshot, actor: str) -> None:
-    from payments.tasks import refund_duplicate_payment
+def webhook_notice_read(*, channel: PaymentChannel, payload: bytes, headers: dict[str, str]) -> WebhookNotice:
+    """Verify and parse a provider notification; raises WebhookRejected (nothing recorded) when it fails."""
+    return provider_for_channel(channel).parse_webhook(payload=payload, headers=headers)
 
-    order = payment.order
-    already_paid = Payment.objects.filter(order=order, status__in=PAID, duplicate=False).exclude(pk=payment.pk).exists()
-    if already_paid or order.status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED):
-        Payment.objects.filter(pk=payment.pk).update(duplicate=True)
-        why = "the order was already paid" if already_paid else f"the order is {order.status}"
-        order_event_record(
-            order=order,
-            type="duplicate_payment",
-            actor=actor,
-            note=f"A second payment arrived ({why}); it is refunded.",
-            data={"payment": payment.provider_ref, "amount": snapshot.amount_received},
-        )
-        transaction.on_commit(lambda: refund_duplicate_payment.delay(payment.pk), robust=True)
-        return
-    order_mark_paid(
-        order_id=payment.order_id,
-        amount=snapshot.amount_received,
-        currency=snapshot.currency,
-        payment_ref=snapshot.ref,
-        actor=actor,
-        signals=PaymentSignals(
-            card_fingerprint=snapshot.card_fingerprint,
-            card_country=snapshot.card_country,
-            billing_country=snapshot.billing_country or snapshot.payer_country,
-            radar=snapshot.radar,
-        ),
+
+def webhook_seen(*, provider_name: str, event_id: str) -> bool:
+    return WebhookEvent.objects.filter(provider=provider_name, event_id=event_id).exists()
+
+
+def webhook_event_record(*, channel: PaymentChannel, notice: WebhookNotice, outcome: str) -> WebhookEvent:
+    """The unique row that makes a notification act once, written last in the transaction that acted on it: a
+    concurrent delivery of the same event waits on it and fails (IntegrityError), undoing its own work."""
+    return WebhookEvent.objects.create(
+        provider=provider_for_channel(channel).name,
+        channel=channel,
+        event_id=notice.event_id,
+        event_type=notice.event_type,
+        payment_ref=_notice_ref(notice),
+        outcome=outcome,
     )
-
-
-def _record_failed_attempt(*, payment: Payment, snapshot: PaymentSnapshot, actor: str) -> None:
-    """Count each failed attempt once (a confirm response and its webhook describe the same attempt),
-    however many cards are tried on one PaymentIntent: card testing shows up in the counters."""
-    attempt = snapshot.attempt_ref
-    if (
-        attempt
-        and OrderEvent.objects.filter(order_id=payment.order_id, type="payment_failed", data__attempt=attempt).exists()
-    ):
-        return
-    if not attempt and payment.status == PaymentStatus.FAILED and snapshot.status == payment.status:
-        return  # nothing tells this notice from the one already counted
-    risk_record_event(
-        order=payment.order, event="payment_failed", card_fingerprint=snapshot.card_fingerprint, attempt=attempt
-    )
-    order_event_record(
-        order=payment.order,
-        type="payment_failed",
-        actor=actor,
-        note=snapshot.failure_message,
-        data={"payment": snapshot.ref, "attempt": attempt, "card": snapshot.card_fingerprint},
-    )
-
-
-def webhook_process(*, channel: PaymentChannel, payload: bytes, headers: dict[str, str]) -> str:
-    """Verify, record once, and apply a provider notification. Returns what happened.
-
-    Raises WebhookRejected (nothing recorded) when the notification fails verification.
-    Each event id is acted on at most once: the unique WebhookEvent row is written in the
-    same transaction as its effects, so a redelivery either sees it or waits for it.
-    """
-    from payments.disputes import fraud_notice_apply
-    from payments.refunds import refund_notice_apply
-
-    provider = provider_for_channel(channel)
-    notice = provider.parse_webhook(payload=payload, headers=headers)
-    if WebhookEvent.objects.filter(provider=provider.name, event_id=notice.event_id).exists():
-        return "duplicate"
-    notice = _with_provider_facts(channel, provider, notice)
-    try:
-        with transaction.atomic():
-            event = WebhookEvent.objects.create(
-                provider=provider.name,
-                channel=channel,
-                event_id=notice.event_id,
-                event_type=notice.event_type,
-                payment_ref=_notice_ref(notice),
-            )
-            if notice.fraud is not None:
-                outcome = fraud_notice_apply(provider_name=provider.name, signal=notice.fraud)
-            elif notice.refund is not None:
-                outcome = refund_notice_apply(provider_name=provider.name, notice=notice.refund)
-            elif notice.payment is None:
-                outcome = "ignored"
-            else:
-                snapshot = notice.payment
-                if snapshot.status == PaymentStatus.FAILED and not snapshot.attempt_ref:
-                    # each failure notification is one attempt (redeliveries stopped above by the event id)
-                    snapshot = replace(snapshot, attempt_ref=f"event:{notice.event_id}")
-                applied = payment_apply_snapshot(
-                    provider_name=provider.name, snapshot=snapshot, actor=f"{provider.name}:webhook"
-                )
-                outcome = "applied" if applied else "unknown_payment"
-            event.outcome = outcome
-            event.save(update_fields=["outcome"])
-    except IntegrityError:
-        if WebhookEvent.objects.filter(provider=provider.name, event_id=notice.event_id).exists():
-            return "duplicate"
-        raise
-    return outcome
 
 
 def _notice_ref(notice: WebhookNotice) -> str:
@@ -444,12 +332,16 @@ def _notice_ref(notice: WebhookNotice) -> str:
     return notice.approved_ref
 
 
-def _with_provider_facts(channel: PaymentChannel, provider: PaymentProvider, notice: WebhookNotice) -> WebhookNotice:
+def webhook_with_provider_facts(
+    *, channel: PaymentChannel, notice: WebhookNotice, ours: Payment | None
+) -> WebhookNotice:
     """Before deciding, ask the provider what the event only points at. Best effort, outside transactions.
 
-    A Stripe success carries its charge as an id: fetch it expanded (card, Radar, fee). A PayPal
+    A Stripe success carries its charge as an id: fetch it expanded (card, Radar, fee), unless it is not one of
+    our payments (`ours`, found by the caller) or we already know it all (paid, with its fee). A PayPal
     approval means nobody captured yet: capture now (idempotent with the return page's capture).
     """
+    provider = provider_for_channel(channel)
     if notice.approved_ref:
         payment = payment_find(provider_name=provider.name, ref=notice.approved_ref)
         if payment is None or payment.status in PAID:
@@ -464,10 +356,7 @@ def _with_provider_facts(channel: PaymentChannel, provider: PaymentProvider, not
     payment = notice.payment
     if payment is None or payment.status != PaymentStatus.SUCCEEDED or (payment.radar and payment.fee is not None):
         return notice
-    if (
-        provider.name != "stripe"
-        or not Payment.objects.filter(provider=provider.name, provider_ref=payment.ref).exists()
-    ):
+    if provider.name != "stripe" or ours is None or (ours.status in PAID and ours.actual_fee is not None):
         return notice
     if channel.breaker_open():  # the provider keeps failing: decide without Radar rather than wait on it again
         logger.warning("channel %s breaker open; charge details for %s not fetched", channel.code, payment.ref)

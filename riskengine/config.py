@@ -1,13 +1,15 @@
 """What every assessment reads but staff change rarely, kept per process and checked with one query.
 
-Rules, thresholds, the block and allow lists, and the identifiers of fraud-labelled orders are loaded
-once and reused while one small query says nothing changed: it reads the thresholds themselves and a
-change stamp per part (RiskConfigVersion), which database triggers renew on every write to the rules,
-list entries or fraud labels, whoever writes them. A rule disabled or an entry added in admin is thus
-seen by the very next assessment in every process, and the check costs the same with a million list
-entries as with ten. The fraud identifiers also reload after a minute, because they are read from the
-labelled orders, whose rows the triggers do not watch. The risk models in use (riskengine.scoring) are a
-part too: a model trained, promoted or retired is used, or dropped, from the next assessment on.
+Rules, thresholds, the block and allow lists, and the identifiers of fraud-labelled orders are loaded once and
+reused while one small query says nothing changed: it reads the thresholds themselves and a change stamp per
+part (RiskConfigVersion), which database triggers renew on every write to the rules, list entries or fraud
+labels, whoever writes them. A rule disabled or an entry added in admin is thus seen by every process, and the
+check costs the same with a million list entries as with ten. The fraud identifiers also reload after a minute,
+because they are read from the labelled orders, whose rows the triggers do not watch. The stamps themselves are
+read at most once per RISK_CONFIG_RECHECK_SECONDS in a process (a second by default; 0 reads them for every
+assessment): a change made in another process is seen within that second, one made in this process at once
+(riskengine.apps). The risk models in use (riskengine.scoring) are a part too: a model trained, promoted or
+retired is used, or dropped, from then on.
 """
 
 import dataclasses
@@ -17,8 +19,10 @@ import time
 from bisect import bisect_left
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection
 
+from orders.models import Order
 from riskengine.asof import as_of_cached, as_of_now
 from riskengine.mailbox import email_key
 from riskengine.models import FraudLabel, ListEntry, ListKind, RiskConfigVersion, RiskRule, RiskSettings
@@ -95,8 +99,29 @@ def _part(name: str, stamp: int | None, load, now: float, *, max_age: float = fl
     return value
 
 
+_last_read: tuple[float, RiskConfig] | None = None  # (when, what): this process's last check of the stamps
+
+
+def risk_config_recheck() -> None:
+    """Read the stamps at the next assessment (a rule, list entry or label was just written in this process)."""
+    global _last_read
+    _last_read = None
+
+
 def risk_config() -> RiskConfig:
-    """The current rules, thresholds, lists and fraud identifiers: one query when nothing changed."""
+    """The current rules, thresholds, lists and fraud identifiers: one query when nothing changed, none when the
+    stamps were read less than RISK_CONFIG_RECHECK_SECONDS ago in this process."""
+    global _last_read
+    now = time.monotonic()
+    last = _last_read
+    if last is not None and now - last[0] < settings.RISK_CONFIG_RECHECK_SECONDS:
+        return last[1]
+    config = _risk_config_read()
+    _last_read = (now, config)
+    return config
+
+
+def _risk_config_read() -> RiskConfig:
     row = _stamps_and_thresholds()
     stamps = dict(zip(PARTS, row[: len(PARTS)], strict=True))
     if None in stamps.values():  # the rows were flushed (a test database): stamp afresh, cache from the next call
@@ -135,7 +160,6 @@ def _load_lists() -> tuple[dict | None, dict[bool, IpIndex]]:
 
 def _load_fraud_identifiers() -> dict[tuple[str, str], str]:
     """(kind, value) -> order number for every identifier of an order labelled fraud (a small map)."""
-    from orders.models import Order
 
     labelled = FraudLabel.objects.filter(is_fraud=True).values("order_id")
     found: dict[tuple[str, str], str] = {}
@@ -246,7 +270,6 @@ def fraud_identifiers_as_of(moment) -> dict[tuple[str, str], str]:
 
 def _fraud_timeline() -> list[tuple]:
     """(label time, order number, the order's (kind, value) identifiers) per fraud label, oldest first."""
-    from orders.models import Order
 
     labels = list(
         FraudLabel.objects.filter(is_fraud=True).order_by("created_at", "pk").values_list("created_at", "order_id")

@@ -1,4 +1,5 @@
-"""The ops review queue: open, claim, approve, reject, expire. Every action is audited on the order."""
+"""The ops review queue: open, claim, decide, expire. Every action is audited on the order; what a decision
+does to the order (deliver, refund) is storefront.flow.review."""
 
 import logging
 from datetime import timedelta
@@ -7,8 +8,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from orders.models import Order, OrderStatus
-from orders.status import order_event_record, order_lock, order_transition
+from orders.models import Order, OrderEventType, OrderStatus
+from orders.status import order_event_record
 from riskengine.models import FraudLabel, ListEntry, ListKind, ReviewCase, ReviewStatus, RiskAssessment, RiskSettings
 
 logger = logging.getLogger(__name__)
@@ -46,11 +47,14 @@ def review_claim(*, case_id: int, user) -> ReviewCase:
         if not updated and case.claimed_by_id != user.pk:
             raise ReviewError("This order is already being reviewed by someone else.")
         if updated:
-            order_event_record(order=case.order, type="review_claimed", actor=f"reviewer:{user.get_username()}")
+            order_event_record(
+                order=case.order, type=OrderEventType.REVIEW_CLAIMED, actor=f"reviewer:{user.get_username()}"
+            )
     return case
 
 
-def _decide(case_id: int, user, note: str) -> ReviewCase:
+def review_case_for_decision(*, case_id: int, user, note: str) -> ReviewCase:
+    """The case, locked, if `user` may decide it now (claimed by them, still open, with a note); else ReviewError."""
     if not note.strip():
         raise ReviewError("A note is required.")
     case = ReviewCase.objects.select_for_update().select_related("order").get(pk=case_id)
@@ -61,40 +65,26 @@ def _decide(case_id: int, user, note: str) -> ReviewCase:
     return case
 
 
-def review_approve(*, case_id: int, user, note: str) -> Order:
-    """Release the held order: delivery runs inside this transaction, so the key is out at commit."""
-    from fulfillment.services import order_deliver
-
-    actor = f"reviewer:{user.get_username()}"
-    with transaction.atomic():
-        case = _decide(case_id, user, note)
-        order = order_lock(order_id=case.order_id)
-        order_transition(order=order, to_status=OrderStatus.PAID, actor=actor, note=f"Approved: {note}"[:300])
-        ReviewCase.objects.filter(pk=case.pk).update(
-            status=ReviewStatus.APPROVED, decided_by=user, decided_at=timezone.now(), note=note
-        )
-        FraudLabel.objects.create(order=order, source="review", is_fraud=False)
-        return order_deliver(order_id=order.pk, actor=actor)
+def review_case_decide(*, case: ReviewCase, status: str, user, note: str, is_fraud: bool) -> None:
+    """Record the reviewer's decision and the label it gives the order (a case the refund closed meanwhile
+    still takes the reviewer's decision: it is the record)."""
+    ReviewCase.objects.filter(pk=case.pk, status__in=[ReviewStatus.OPEN, ReviewStatus.CLOSED]).update(
+        status=status, decided_by=user, decided_at=timezone.now(), note=note
+    )
+    FraudLabel.objects.create(order_id=case.order_id, source="review", is_fraud=is_fraud)
 
 
-def review_reject(*, case_id: int, user, note: str, blocklist: list[str] | None = None) -> Order:
-    """Refund and close the held order, labelling it fraud and blocklisting the chosen identifiers."""
-    from payments.refunds import refund_issue
+def review_case_expire(*, case: ReviewCase, now) -> None:
+    ReviewCase.objects.filter(pk=case.pk, status__in=[ReviewStatus.OPEN, ReviewStatus.CLOSED]).update(
+        status=ReviewStatus.EXPIRED, decided_at=now
+    )
 
-    actor = f"reviewer:{user.get_username()}"
-    with transaction.atomic():
-        case = _decide(case_id, user, note)
-        order = case.order
-    order = refund_issue(order=order, actor=actor, reason=f"Rejected in review: {note}")
-    with transaction.atomic():
-        # the refund just closed the case (see payments.refunds): the reviewer's decision is the record
-        ReviewCase.objects.filter(pk=case.pk, status__in=[ReviewStatus.OPEN, ReviewStatus.CLOSED]).update(
-            status=ReviewStatus.REJECTED, decided_by=user, decided_at=timezone.now(), note=note
-        )
-        FraudLabel.objects.create(order=order, source="review", is_fraud=True)
-        blocked = risk_blocklist_order_identifiers(order=order, kinds=blocklist or [], actor=actor, reason=note)
-        order_event_record(order=order, type="review_rejected", actor=actor, note=note, data={"blocked": blocked})
-    return order
+
+def review_cases_overdue(*, now) -> list[ReviewCase]:
+    """Open cases past the review deadline whose order is still held."""
+    deadline = now - timedelta(hours=RiskSettings.current().review_deadline_hours)
+    cases = ReviewCase.objects.filter(status=ReviewStatus.OPEN, created_at__lt=deadline).select_related("order")
+    return [case for case in cases if case.order.status == OrderStatus.ON_HOLD]
 
 
 def risk_blocklist_order_identifiers(*, order: Order, kinds: list[str], actor: str, reason: str) -> list[str]:
@@ -116,26 +106,3 @@ def review_cases_close_for_refund(*, order: Order, actor: str) -> int:
     return ReviewCase.objects.filter(order=order, status=ReviewStatus.OPEN).update(
         status=ReviewStatus.CLOSED, decided_at=timezone.now(), note=f"Refunded by {actor}."[:300]
     )
-
-
-def review_expire_overdue(*, now=None) -> int:
-    """Refund held orders nobody reviewed before the deadline, and tell the shopper (refund email)."""
-    from payments.providers.base import PaymentError
-    from payments.refunds import RefundNotAllowed, refund_issue
-
-    now = now or timezone.now()
-    deadline = now - timedelta(hours=RiskSettings.current().review_deadline_hours)
-    expired = 0
-    for case in ReviewCase.objects.filter(status=ReviewStatus.OPEN, created_at__lt=deadline).select_related("order"):
-        if case.order.status != OrderStatus.ON_HOLD:
-            continue
-        try:
-            refund_issue(order=case.order, actor="review-deadline", reason="Not reviewed in time.")
-        except (RefundNotAllowed, PaymentError) as exc:
-            logger.warning("order %s: review deadline refund failed: %s", case.order.number, exc)
-            continue
-        ReviewCase.objects.filter(pk=case.pk, status__in=[ReviewStatus.OPEN, ReviewStatus.CLOSED]).update(
-            status=ReviewStatus.EXPIRED, decided_at=now
-        )
-        expired += 1
-    return expired

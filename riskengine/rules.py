@@ -30,7 +30,9 @@ from django.db.models import Q
 
 from riskengine.asof import as_of_now
 from riskengine.config import RiskConfig, list_entries_known, risk_config, risk_config_as_of
+from riskengine.history import customer_trusted_since, ip_good_customers, product_usual_units
 from riskengine.models import ListKind, RiskRule, RuleType
+from riskengine.selectors import customer_average_paid, fraud_links
 from riskengine.signals import Signals, email_key, identifiers
 from riskengine.velocity import velocity_counts
 
@@ -185,7 +187,6 @@ def rule_country_mismatch(rule: RiskRule, s: Signals) -> Hit | None:
 
 def history_average(s: Signals) -> float | None:
     """The customer's average paid order in this currency (None: never paid before), once per evaluation."""
-    from riskengine.selectors import customer_average_paid
 
     return memoized(
         s,
@@ -236,7 +237,6 @@ def rule_high_risk_product(rule: RiskRule, s: Signals) -> Hit | None:
 
 
 def rule_linked_fraud(rule: RiskRule, s: Signals) -> Hit | None:
-    from riskengine.selectors import fraud_links
 
     hops = int(rule.params.get("hops", 2))
     fraud = current_config(s).fraud_identifiers
@@ -320,7 +320,6 @@ def rule_email_pattern(rule: RiskRule, s: Signals) -> Hit | None:
 
 def rule_amount_vs_product(rule: RiskRule, s: Signals) -> Hit | None:
     """More units of a product than one order of it usually takes (resold gift cards, a stolen card spent)."""
-    from riskengine.history import product_usual_units
 
     days = int(rule.params.get("days", 60))
     units: dict[int, int] = {}
@@ -341,7 +340,6 @@ def rule_amount_vs_product(rule: RiskRule, s: Signals) -> Hit | None:
 def rule_trusted_customer(rule: RiskRule, s: Signals) -> Hit | None:
     """A returning customer paying with the card of an earlier delivered order and a clean history: the rule's
     points come off the score (never below zero)."""
-    from riskengine.history import customer_trusted_since
 
     days = int(rule.params.get("min_days", 1))
     trusted = memoized(
@@ -359,7 +357,6 @@ def rule_trusted_customer(rule: RiskRule, s: Signals) -> Hit | None:
 
 def ip_is_shared(s: Signals, *, customers: int = 3) -> bool:
     """Whether the order's IP address is an office's or a carrier's: many good customers bought behind it."""
-    from riskengine.history import ip_good_customers
 
     if not s.ip:
         return False

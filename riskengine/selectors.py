@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Q
 
-from orders.models import Order, OrderLine
+from orders.models import Order
 from riskengine.asof import as_of_cached, as_of_now
 from riskengine.config import LINK_FIELDS
 from riskengine.models import FraudLabel
@@ -146,19 +146,6 @@ def _orders_sharing(identifiers: set[tuple[str, str]], *, order_id: int, limit: 
         cursor.execute(sql, [*params, moment, limit])
         rows = [dict(zip(["number", "paid_at", *columns], row, strict=True)) for row in cursor.fetchall()]
     return [_known_then(row, moment) for row in rows]
-
-
-def risk_order_lines(*, order_id: int) -> list[tuple[int, str, bool, int]]:
-    """(product id, product name, product is high risk, quantity) for each line of the order."""
-    from catalog.models import Product
-
-    sql = (
-        f"SELECT l.product_id, p.name, p.high_risk, l.quantity FROM {_table(OrderLine)} l"
-        f" JOIN {_table(Product)} p ON p.id = l.product_id WHERE l.order_id = %s ORDER BY l.id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [order_id])
-        return [(product_id, name, bool(high_risk), quantity) for product_id, name, high_risk, quantity in cursor]
 
 
 def customer_average_paid(*, email: str, currency: str, excluding_order_id: int) -> float | None:

@@ -2,11 +2,10 @@
 
 from dataclasses import dataclass, field
 
-import iptocc
-
+from orders.geo import ip_country
 from orders.models import Order
+from orders.selectors import order_lines
 from riskengine.mailbox import email_key
-from riskengine.selectors import risk_order_lines
 
 __all__ = ["Signals", "email_key", "identifiers", "ip_country", "signals_for_order"]
 
@@ -33,17 +32,8 @@ class Signals:
     memo: dict = field(default_factory=dict, compare=False, repr=False)
 
 
-def ip_country(ip: str | None) -> str:
-    if not ip:
-        return ""
-    try:
-        return iptocc.country_code(ip) or ""
-    except ValueError:
-        return ""
-
-
 def signals_for_order(order: Order, *, radar: dict | None = None) -> Signals:
-    lines = risk_order_lines(order_id=order.pk)
+    lines = [(line.product_id, line.product.name, line.product.high_risk, line.quantity) for line in order_lines(order)]
     email = order.email.lower()
     return Signals(
         order_id=order.pk,

@@ -21,6 +21,7 @@ from django.db.models import CharField, Count, ExpressionWrapper, Q
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
+from orders.models import Order, OrderEvent
 from riskengine.asof import as_of_cache, as_of_now
 from riskengine.config import LINK_FIELDS
 from riskengine.signals import email_key
@@ -141,7 +142,6 @@ class VelocityTimeline:
     and each moment costs no query (tests/riskengine/test_backtest.py checks both count alike)."""
 
     def __init__(self, *, start, end):
-        from orders.models import Order, OrderEvent
 
         self.start, self.end = start - timedelta(seconds=MAX_WINDOW_SECONDS), end
         columns = list(LINK_FIELDS.values())
@@ -204,7 +204,6 @@ def _database_counts_many(requests: list[Request], *, until=None) -> dict[Reques
     counted per request in memory (a shopper's own rows are few). With `until` (an earlier moment), only
     what had arrived by then counts, in windows ending then (see riskengine.asof).
     """
-    from orders.models import Order
 
     now = timezone.now() if until is None else until
     counts: dict[Request, int] = {}
@@ -236,7 +235,6 @@ def _database_counts_many(requests: list[Request], *, until=None) -> dict[Reques
 
 def _order_counts_as_of(wanted: list[Request], since: dict, earliest, by_identifier: Q, until) -> dict[Request, int]:
     """Orders per identifier as Redis counted them then: by their checkout, and by card from their payment."""
-    from orders.models import Order
 
     placed = Q(created_at__gte=earliest, created_at__lte=until)
     paid = Q(paid_at__gte=earliest, paid_at__lte=until)
@@ -254,7 +252,6 @@ def _order_counts_as_of(wanted: list[Request], since: dict, earliest, by_identif
 
 def _failed_payment_counts(wanted: list[Request], since: dict, earliest, until=None) -> dict[Request, int]:
     """Failed attempts per identifier: by the order's email, IP or device, or by the declined card itself."""
-    from orders.models import Order, OrderEvent
 
     failed = OrderEvent.objects.filter(type="payment_failed", created_at__gte=earliest)
     if until is not None:
@@ -293,7 +290,6 @@ def _distinct_counts(
 
     With `until`, an order is seen from its checkout, except where its card is what is counted or counted by
     (distinct cards; emails per card): from its payment, when Redis recorded it."""
-    from orders.models import Order, OrderEvent
 
     fields = list(LINK_FIELDS.values())
     card_field = LINK_FIELDS["card"]

@@ -34,4 +34,6 @@ class RedisTransport(kombu_redis.Transport):
 
 app = Celery("storefront")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+app.autodiscover_tasks()  # each app's tasks module
+app.autodiscover_tasks(["storefront.flow"], related_name="tasks")  # the flow layer's tasks and beat jobs
+app.autodiscover_tasks(["storefront.flow"], related_name="jobs")

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.http import HttpResponse
 
+from payments.models import PaymentChannel, Provider
+from payments.selectors import stripe_js_url
 from storefront.ratelimit import RATE_LIMITED_MESSAGE, client_rate_limited, retry_after_seconds
 
 CSP_HEADER = "Content-Security-Policy"
@@ -53,8 +55,6 @@ def stripe_sources() -> dict[str, list[str]]:
 
     localstripe's stand-in for Stripe.js draws plain inputs and calls its own server: no frames.
     """
-    from payments.models import PaymentChannel, Provider
-    from payments.selectors import stripe_js_url
 
     sources: dict[str, list[str]] = {}
     for channel in PaymentChannel.objects.filter(provider=Provider.STRIPE):

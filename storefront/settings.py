@@ -267,11 +267,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=1),
     },
     "refund-overdue-backorders": {
-        "task": "fulfillment.tasks.refund_overdue_backorders",
+        "task": "storefront.flow.jobs.refund_overdue_backorders",
         "schedule": timedelta(minutes=10),
     },
     "expire-overdue-reviews": {
-        "task": "riskengine.tasks.expire_overdue_reviews",
+        "task": "storefront.flow.jobs.expire_overdue_reviews",
         "schedule": timedelta(minutes=10),
     },
     "end-expired-memberships": {
@@ -279,13 +279,25 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=10),
     },
     "reconcile-payments": {
-        "task": "payments.tasks.reconcile_payments",
+        "task": "storefront.flow.jobs.reconcile_payments",
         "schedule": timedelta(minutes=5),
     },
     # A payment whose webhook could not be taken (PostgreSQL away) is applied within a minute of its return.
     # Runs that could not start in time (worker or Redis away) are dropped rather than piled up.
+    # The kept stock counts (catalog.Product.keys_available) checked against the keys themselves.
+    "recount-key-stock": {
+        "task": "fulfillment.tasks.recount_key_stock",
+        "schedule": timedelta(minutes=15),
+        "options": {"expires": 600},
+    },
+    # Provider calls' audit rows wait in Redis and are written in bulk (payments.health.call_log_flush).
+    "flush-provider-calls": {
+        "task": "payments.tasks.flush_provider_calls",
+        "schedule": timedelta(seconds=10),
+        "options": {"expires": 9},
+    },
     "reconcile-recent-payments": {
-        "task": "payments.tasks.reconcile_recent_payments",
+        "task": "storefront.flow.jobs.reconcile_recent_payments",
         "schedule": timedelta(minutes=1),
         "options": {"expires": 50},
     },
@@ -334,6 +346,8 @@ SHIPPING_FLAT_FEE = env.int("SHIPPING_FLAT_FEE", default=500)  # minor units, pe
 MAX_KEY_IMPORT_BYTES = env.int("MAX_KEY_IMPORT_BYTES", default=50 * 1024 * 1024)
 FULFILMENT_SWEEP_AFTER = timedelta(minutes=env.int("FULFILMENT_SWEEP_AFTER_MINUTES", default=3))
 RISK_VELOCITY_PREFIX = env.str("RISK_VELOCITY_PREFIX", default="risk:v")
+# How stale a process's view of the risk rules, lists and labels may be (riskengine.config): read once a second.
+RISK_CONFIG_RECHECK_SECONDS = env.float("RISK_CONFIG_RECHECK_SECONDS", default=1.0)
 # A simulated month's order number -> pattern file (tests/load/risk_figures.py --patterns-out): the backtest
 # page adds per-pattern rows when it is set. Empty in a real shop.
 RISK_BACKTEST_PATTERNS = env.str("RISK_BACKTEST_PATTERNS", default="")

@@ -18,6 +18,9 @@ os.environ.update(TEST_ENVIRONMENT)
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/storefront")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+# The suite writes rules, lists and labels in every way (querysets, other processes): each assessment reads the
+# stamps. tests/riskengine/test_config_recheck.py and the paid-order cost use the production default.
+os.environ.setdefault("RISK_CONFIG_RECHECK_SECONDS", "0")
 
 from storefront.settings import *  # noqa: E402,F403
 

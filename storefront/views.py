@@ -18,22 +18,18 @@ from orders.cart import cart_add, cart_clear, cart_lines, cart_set_quantity
 from orders.errors import MESSAGES, CheckoutError
 from orders.models import OrderLine, OrderStatus
 from orders.selectors import order_get_by_token
-from orders.services import checkout_create_order, checkout_requires_shipping
+from orders.services import checkout_requires_shipping
 from orders.tasks import send_order_links
 from payments.models import PaymentStatus, Provider
 from payments.providers.base import PaymentDeclined, PaymentError
-from payments.refunds import RefundNotAllowed, refund_issue, shopper_refund_check
+from payments.refunds import RefundNotAllowed
 from payments.routing import channels_for_order
 from payments.selectors import stripe_js_url
-from payments.services import (
-    OrderOutOfStock,
-    PaymentBlocked,
-    payment_capture,
-    payment_open_for_order,
-    payment_refresh,
-)
+from payments.services import OrderOutOfStock, PaymentBlocked
 from riskengine.models import RiskSettings
 from storefront.device import device_fingerprint
+from storefront.flow.checkout import checkout_create_order, payment_capture, payment_open_for_order, payment_refresh
+from storefront.flow.refunds import refund_issue, shopper_refund_check
 from storefront.forms import CheckoutForm, OrderLookupForm
 from storefront.outages import unavailable_page
 from storefront.ratelimit import RATE_LIMITED_MESSAGE, client_ip, client_rate_limited

@@ -6,7 +6,7 @@ from django.views.decorators.http import require_POST
 
 from payments.models import PaymentChannel
 from payments.providers.base import PaymentError, WebhookRejected
-from payments.services import webhook_process
+from storefront.flow.webhooks import webhook_process
 
 logger = logging.getLogger(__name__)
 

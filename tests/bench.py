@@ -71,7 +71,7 @@ def bench_webhook_to_key_visible(n: int = 200, budget_s: float = 60.0) -> dict:
 
 def _order(product, quantity: int = 1):
     from orders.cart import CartLine
-    from orders.services import checkout_create_order
+    from storefront.flow.checkout import checkout_create_order
 
     return checkout_create_order(
         lines=[CartLine(product=product, quantity=quantity)],
@@ -172,7 +172,6 @@ def main() -> None:
     import django
 
     django.setup()
-    from django.conf import settings
     from django.core.management import call_command
     from django.test.utils import setup_test_environment
 
@@ -187,39 +186,58 @@ def main() -> None:
     print(f"# Benchmarks {results['when']}: {results['machine']}")
     try:
         if not only or "inprocess" in only:
-            results["inprocess"] = in_process_figures()
+            results["inprocess"] = in_process_figures(stripe)
+        elif "cost" in only:  # `tests/harness.py --bench cost`: one paid order's cost alone, no report written
+            order_cost_figures(stripe)
         elif "risk" in only:  # `tests/harness.py --bench risk`: the risk scoring figures alone, no report written
             risk_figures()
-        if not only or "load" in only or faults_only:
-            from storefront.celery import app as celery_app
+        if "stackcost" in only:  # `tests/harness.py --bench stackcost`: one paid order on the real stack alone
+            from tests.load.stack_cost import paid_orders_on_the_stack
 
-            celery_app.conf.task_always_eager = False  # the real worker delivers from here on
-            stack.env.update(
-                SECRET_KEY=settings.SECRET_KEY,
-                KEY_ENCRYPTION_KEYS=",".join(settings.KEY_ENCRYPTION_KEYS),
-                KEY_FINGERPRINT_SECRET=settings.KEY_FINGERPRINT_SECRET,
-                STRIPE_WEBHOOK_SECRET=settings.STRIPE_WEBHOOK_SECRET,
-                STRIPE_API_BASE=stripe.url,
-                REDIS_URL=stack.redis_url,
-                RISK_VELOCITY_PREFIX=settings.RISK_VELOCITY_PREFIX,
+            _stack_started(stack, stripe)
+            cost = paid_orders_on_the_stack(stack, localstripe_url=stripe.url, localstripe_pid=stripe.process.pid)
+            print(
+                f"one paid order on the stack, every process: {cost['cpu_ms']:.1f} ms CPU (p50 {cost['cpu_ms_p50']:.1f})"
             )
-            stack.collect_static()
-            stack.start_web()
-            stack.start_worker()
-            results["load"] = load_figures(stack, localstripe_url=stripe.url, faults_only=faults_only)
+        if not only or "load" in only or faults_only:
+            _stack_started(stack, stripe)
+            results["load"] = load_figures(
+                stack, localstripe_url=stripe.url, localstripe_pid=stripe.process.pid, faults_only=faults_only
+            )
     finally:
         stack.stop()
         stripe.stop()
     if faults_only:
         print(f"\n(only {', '.join(sorted(faults_only))}: docs/benchmarks.md left as it was; logs in {stack.dir})")
         return
-    if only == {"risk"}:
-        print("\n(only the risk scoring figures: docs/benchmarks.md left as it was)")
+    if only in ({"risk"}, {"cost"}, {"stackcost"}):
+        print(f"\n(only the {next(iter(only))} figures: docs/benchmarks.md left as it was)")
         return
     from tests.load.report import write_report
 
     path = write_report(results)
     print(f"\nwritten to {path.relative_to(ROOT)} (logs of the run's processes in {stack.dir})")
+
+
+def _stack_started(stack, stripe) -> None:
+    """gunicorn and a Celery worker on the bench's database and Redis, with this run's secrets."""
+    from django.conf import settings
+
+    from storefront.celery import app as celery_app
+
+    celery_app.conf.task_always_eager = False  # the real worker delivers from here on
+    stack.env.update(
+        SECRET_KEY=settings.SECRET_KEY,
+        KEY_ENCRYPTION_KEYS=",".join(settings.KEY_ENCRYPTION_KEYS),
+        KEY_FINGERPRINT_SECRET=settings.KEY_FINGERPRINT_SECRET,
+        STRIPE_WEBHOOK_SECRET=settings.STRIPE_WEBHOOK_SECRET,
+        STRIPE_API_BASE=stripe.url,
+        REDIS_URL=stack.redis_url,
+        RISK_VELOCITY_PREFIX=settings.RISK_VELOCITY_PREFIX,
+    )
+    stack.collect_static()
+    stack.start_web()
+    stack.start_worker()
 
 
 def machine() -> str:
@@ -248,10 +266,11 @@ def machine() -> str:
     )
 
 
-def in_process_figures() -> dict:
+def in_process_figures(stripe) -> dict:
     from tests.bench_import import bench_key_import
 
     figures: dict = {}
+    figures["order_cost"] = order_cost_figures(stripe)
     figures["import"] = imported = bench_key_import()
     print(f"key import: {imported['keys_per_s']:.0f} keys/s ({imported['keys']} keys in {imported['seconds']:.1f} s)")
     figures["webhook"] = latency = bench_webhook_to_key_visible()
@@ -271,6 +290,48 @@ def in_process_figures() -> dict:
             )
     figures.update(risk_figures())
     return figures
+
+
+# Issue 12's ceilings for one paid order, checkout to key delivered and email queued (the email task apart).
+ORDER_SQL_MAX, ORDER_CPU_MS_MAX = 25, 60.0
+TO_KEY = ("checkout", "webhook", "deliver_task")
+
+
+def order_cost_figures(stripe) -> dict:
+    """What one paid order costs, by stage, beside the floors measured in the same run: a SKIP LOCKED claim in
+    plain SQL and a bare one-query Django view (tests/load/order_cost.py)."""
+    import redis
+
+    from devtools.localstripe_process import localstripe_start
+    from tests.load.order_cost import ceiling_claim, ceiling_view, cost_table, paid_order_cost
+
+    stripe = localstripe_start()
+    try:
+        from django.conf import settings
+
+        settings.STRIPE_API_BASE = stripe.url
+        cost = paid_order_cost(
+            orders=60, localstripe=stripe, redis_client=redis.Redis.from_url(os.environ["REDIS_URL"])
+        )
+    finally:
+        stripe.stop()
+    claim, view = ceiling_claim(), ceiling_view()
+    to_key = {key: sum(cost["stages"][stage][key] for stage in TO_KEY) for key in cost["total"]}
+    print(f"one paid order, by stage (mean of {cost['orders']}; CPU of this process, its PostgreSQL backend, Redis and")
+    print("localstripe; the email task runs after the key is out):")
+    print(cost_table(cost))
+    print(
+        f"checkout to key delivered: {to_key['statements']:.1f} SQL statements (ceiling {ORDER_SQL_MAX}), "
+        f"{to_key['cpu_ms']:.1f} ms CPU (ceiling {ORDER_CPU_MS_MAX:.0f}), {to_key['transactions']:.1f} transactions, "
+        f"{to_key['redis_commands']:.0f} Redis commands"
+    )
+    print(
+        f"floors in this run: a SKIP LOCKED claim in plain SQL {claim['cpu_ms']:.2f} ms CPU ({claim['per_s']:.0f}/s "
+        f"on one connection); a bare one-query Django view {view['cpu_ms']:.2f} ms CPU ({view['per_s']:.0f}/s); "
+        f"a paid order = {to_key['cpu_ms'] / view['cpu_ms']:.1f} bare views, "
+        f"{to_key['cpu_ms'] / claim['cpu_ms']:.0f} claims"
+    )
+    return {"cost": cost, "to_key": to_key, "ceiling_claim": claim, "ceiling_view": view}
 
 
 def risk_figures() -> dict:
@@ -310,12 +371,21 @@ def bench_risk_with_model(*, n: int) -> dict:
         risk_model_retire(version=model.version, actor="bench")
 
 
-def load_figures(stack, *, localstripe_url: str, faults_only: set[str] = frozenset()) -> dict:
+def load_figures(stack, *, localstripe_url: str, localstripe_pid: int, faults_only: set[str] = frozenset()) -> dict:
     from tests.load import scenarios
+    from tests.load.stack_cost import paid_orders_on_the_stack
 
     figures: dict = {"faults": {}}
     if faults_only:
         return figures | {"faults": run_faults(stack, faults_only)}
+    figures["stack_cost"] = cost = paid_orders_on_the_stack(
+        stack, localstripe_url=localstripe_url, localstripe_pid=localstripe_pid
+    )
+    print(
+        f"one paid order on the stack, every process (gunicorn, worker, PostgreSQL, Redis, localstripe), checkout to "
+        f"delivered and emailed: {cost['cpu_ms']:.1f} ms CPU (p50 {cost['cpu_ms_p50']:.1f}; ceiling "
+        f"{ORDER_CPU_MS_MAX:.0f} to key delivered and email queued), {cost['orders']} orders one at a time"
+    )
     figures["pipeline"] = scenarios.pipeline(stack, localstripe_url=localstripe_url)
     for level, row in figures["pipeline"].items():
         print(

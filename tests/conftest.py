@@ -8,7 +8,7 @@ from django.conf import settings
 
 from devtools.localstripe_process import localstripe_start
 from orders.cart import CartLine
-from orders.services import checkout_create_order
+from storefront.flow.checkout import checkout_create_order
 
 
 @pytest.fixture(scope="session")
@@ -124,7 +124,7 @@ def record_payment(order, capture, *, locale: str | None = None):
     `capture` is pytest-django's django_capture_on_commit_callbacks; `locale` sets the shopper's language.
     """
     from orders.models import Order
-    from orders.services import order_mark_paid
+    from storefront.flow.payment import order_mark_paid
 
     if locale:
         Order.objects.filter(pk=order.pk).update(locale=locale)

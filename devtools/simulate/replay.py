@@ -39,14 +39,17 @@ from fulfillment.keys import keys_add_to_pool, keys_stock
 from orders.cart import CartLine
 from orders.errors import CheckoutError
 from orders.models import Order, OrderStatus
-from orders.services import checkout_create_order
 from payments.models import Payment, PaymentChannel
 from payments.providers.base import ProviderUnavailable, RefundResult
 from payments.providers.stripe import StripeProvider
-from payments.services import webhook_process
+from riskengine import velocity
 from riskengine.models import ListKind, ReviewCase, ReviewStatus, RiskDecision, RiskSettings
-from riskengine.review import review_approve, review_claim, review_expire_overdue, review_reject
+from riskengine.review import review_claim
 from riskengine.services import risk_check_before_payment
+from storefront.celery import app
+from storefront.flow.checkout import checkout_create_order
+from storefront.flow.review import review_approve, review_expire_overdue, review_reject
+from storefront.flow.webhooks import webhook_process
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +87,6 @@ def simulation_environment():
     Commits skip the wait for the disk (PostgreSQL's synchronous_commit, for this session only): the
     database is a throwaway, and a month of orders is some 300,000 commits.
     """
-    from storefront.celery import app
 
     saved = (app.conf.task_always_eager, app.conf.task_eager_propagates)
     app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
@@ -96,7 +98,8 @@ def simulation_environment():
     _synchronous_commit("off")
     try:
         with (
-            override_settings(EMAIL_BACKEND=email, RISK_VELOCITY_PREFIX=prefix),
+            # every write seen by the very next order, as the simulated clock runs far faster than the real one
+            override_settings(EMAIL_BACKEND=email, RISK_VELOCITY_PREFIX=prefix, RISK_CONFIG_RECHECK_SECONDS=0),
             mock.patch("orders.emails.order_email_send", _email_skipped),
             _stripe_answered_here(),
             _velocity_redis_patient(),
@@ -142,8 +145,6 @@ def _velocity_redis_patient():
     a slow answer would switch the engine to the database counts for ten seconds of wall clock, a different
     stretch of the month each run, and the same seed would not give the same figures."""
     import redis
-
-    from riskengine import velocity
 
     if not settings.REDIS_URL:
         yield

@@ -20,7 +20,7 @@ from devtools.simulate.records import (
     ReviewPlan,
     SimOrder,
 )
-from riskengine.signals import ip_country
+from orders.geo import ip_country
 
 
 class Maker:

@@ -6,6 +6,8 @@ from django.conf import settings
 
 from payments.models import PaymentChannel, Provider
 from payments.providers.base import PaymentError, PaymentProvider
+from payments.providers.paypal import PayPalProvider
+from payments.providers.stripe import StripeProvider
 
 _cache: dict[tuple, PaymentProvider] = {}
 _lock = threading.Lock()
@@ -44,8 +46,6 @@ def _api_base(channel: PaymentChannel) -> str:
 
 def _build(channel: PaymentChannel, public_key: str, secret: str, webhook: str) -> PaymentProvider:
     if channel.provider == Provider.STRIPE:
-        from payments.providers.stripe import StripeProvider
-
         if not secret:
             raise ChannelNotConfigured(f"channel {channel.code}: {channel.secret_env or 'secret_env'} is not set")
         return StripeProvider(
@@ -55,8 +55,6 @@ def _build(channel: PaymentChannel, public_key: str, secret: str, webhook: str) 
             timeout=settings.STRIPE_TIMEOUT_SECONDS,
         )
     if channel.provider == Provider.PAYPAL:
-        from payments.providers.paypal import PayPalProvider
-
         if not (public_key and secret):
             raise ChannelNotConfigured(f"channel {channel.code}: PayPal client id or secret is not set")
         return PayPalProvider(

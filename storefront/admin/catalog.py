@@ -23,11 +23,12 @@ from catalog.images import ImageRejected
 from catalog.models import Category, FulfilmentKind, Product, ProductImage
 from catalog.services import product_image_prepare
 from fulfillment.imports import KeyImportRejected, key_import_create, storage_rejection
-from fulfillment.keys import MAX_KEY_LENGTH, SharedKeyRejected, keys_export_unsold, keys_set_shared
+from fulfillment.keys import MAX_KEY_LENGTH, SharedKeyRejected, keys_export_unsold
 from fulfillment.models import ImportStatus, KeyImport, KeyStatus, LicenseKey
 from storefront.admin.catalog_forms import PriceBreakInline, ProductForm, ProductImageInline
 from storefront.branding import ForgetsBranding
 from storefront.csv_export import csv_writer
+from storefront.flow.stock import shared_key_set
 from storefront.templatetags.money import money
 from storefront.uploads import upload_error
 
@@ -315,7 +316,7 @@ class ProductAdmin(admin.ModelAdmin):
         form = SharedKeyForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                keys_set_shared(product=product, secret=form.cleaned_data["secret"], actor=_actor(request))
+                shared_key_set(product=product, secret=form.cleaned_data["secret"], actor=_actor(request))
             except SharedKeyRejected as exc:
                 form.add_error(None, exc.message)
             else:

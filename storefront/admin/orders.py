@@ -10,9 +10,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django_countries import countries
 
+from fulfillment.services import order_resend_delivery_email
 from orders.models import Order, OrderEvent, OrderLine, OrderStatus
 from orders.services import order_mark_lines_shipped
 from orders.status import IllegalTransition
+from payments.providers.base import PaymentError
+from payments.refunds import REFUNDABLE, RefundNotAllowed
+from storefront.flow.refunds import refund_issue
 from storefront.templatetags.money import money
 
 
@@ -152,7 +156,6 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resend the delivery email")
     def resend_delivery_email(self, request, queryset):
-        from fulfillment.services import order_resend_delivery_email
 
         sent = 0
         for order in queryset.exclude(status__in=[OrderStatus.PENDING_PAYMENT, OrderStatus.CANCELLED]):
@@ -162,8 +165,6 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Refund in full (revokes keys and download links)", permissions=["refund"])
     def refund_in_full(self, request, queryset):
-        from payments.providers.base import PaymentError
-        from payments.refunds import RefundNotAllowed, refund_issue
 
         for order in queryset:
             try:
@@ -177,7 +178,6 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="refund")
     def refund_link(self, order: Order) -> str:
-        from payments.refunds import REFUNDABLE
 
         if order.status not in REFUNDABLE:
             return "-"
@@ -196,8 +196,6 @@ class OrderAdmin(admin.ModelAdmin):
 
     def refund_view(self, request, order_id: int):
         """Refund chosen lines (or all): the money through the provider, the goods of those lines withdrawn."""
-        from payments.providers.base import PaymentError
-        from payments.refunds import RefundNotAllowed, refund_issue
 
         if not self.has_refund_permission(request):
             raise PermissionDenied

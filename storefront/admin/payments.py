@@ -11,8 +11,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from payments.disputes import dispute_submit_evidence
-from payments.health import health_annotations, health_of
+from payments.health import call_log_flush, health_annotations, health_of
 from payments.models import (
     Dispute,
     DisputeStatus,
@@ -26,6 +25,8 @@ from payments.models import (
 from payments.providers.base import PaymentError
 from payments.selectors import fee_report
 from storefront.admin.base import ReadOnlyAdmin
+from storefront.flow.disputes import dispute_answer
+from storefront.flow.reconcile import reconcile_channel
 
 
 def _actor(request: HttpRequest) -> str:
@@ -124,6 +125,7 @@ class PaymentChannelAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         """Each channel with its health over the last 30 minutes and 24 hours, in the same query."""
+        call_log_flush()  # the calls still queued in Redis count too
         now = timezone.now()
         return (
             super()
@@ -167,7 +169,6 @@ class PaymentChannelAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reconcile now")
     def reconcile_now(self, request, queryset):
-        from payments.reconcile import reconcile_channel
 
         for channel in queryset:
             if channel.missing_credentials():
@@ -256,7 +257,7 @@ class DisputeAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"{dispute.provider_ref}: {dispute.get_status_display()}.", messages.INFO)
                 continue
             try:
-                dispute_submit_evidence(dispute=dispute, actor=_actor(request))
+                dispute_answer(dispute=dispute, actor=_actor(request))
             except PaymentError as exc:
                 self.message_user(request, f"{dispute.provider_ref}: not submitted ({exc}).", messages.ERROR)
             else:

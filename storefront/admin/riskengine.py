@@ -15,6 +15,7 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from riskengine.backtest import backtest_run
 from riskengine.learning import ModelError, model_status, risk_model_promote, risk_model_retire
 from riskengine.models import (
     FraudLabel,
@@ -136,11 +137,6 @@ class RiskRuleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Backtest selected rules as active", permissions=["view"])
     def backtest_as_active(self, request, queryset):
-        try:
-            from riskengine.backtest import backtest_run
-        except ImportError:
-            self.message_user(request, "The backtest is not installed on this server.", messages.ERROR)
-            return None
         rules = list(queryset)
         report = backtest_run(days=BACKTEST_DAYS, rules=rules, treat_shadow_as_active=True)
         context = {

@@ -1,7 +1,13 @@
 """Cart, checkout and order status for a headless front end."""
 
+import hashlib
+import re
+
 from django.conf import settings
+from django.db.models import Exists, OuterRef
+from django.http import HttpResponseNotModified
 from django.urls import reverse
+from django.utils.http import parse_etags
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -10,25 +16,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.models import Product
+from fulfillment.models import KeyStatus, LicenseKey
+from fulfillment.services import order_reveal_keys
 from orders.cart import CartLine, cart_clear, cart_lines, cart_set_quantity
 from orders.errors import MESSAGES
 from orders.models import Order, OrderStatus
 from orders.selectors import order_get_by_token
-from orders.services import ShippingAddress, checkout_create_order
+from orders.services import ShippingAddress
 from payments.health import ACCOUNT_TROUBLE
 from payments.models import PaymentChannel, PaymentStatus
 from payments.providers.base import PaymentDeclined, PaymentError
 from payments.routing import channel_refusal, channels_for_order, shopper_country
-from payments.services import (
-    OrderNotPayable,
-    OrderOutOfStock,
-    PaymentBlocked,
-    payment_channel_for,
-    payment_confirm_card,
-    payment_start_for_order,
-)
+from payments.services import OrderNotPayable, OrderOutOfStock, PaymentBlocked, payment_channel_for
 from storefront.api_errors import ApiError, error_responses
 from storefront.device import device_fingerprint
+from storefront.flow.checkout import checkout_create_order, payment_confirm_card, payment_start_for_order
 from storefront.parsers import JSONParser
 from storefront.ratelimit import RATE_LIMITED_MESSAGE, client_ip, client_rate_limited
 
@@ -60,6 +62,15 @@ def _cart_payload(session) -> dict:
         "subtotal_amount": sum(line.line_total for line in lines),
         "currency": lines[0].product.currency if lines else "",
     }
+
+
+def _products(slugs) -> dict[str, Product]:
+    """The products by slug, with their price breaks (two queries for any number); 404 for an unknown slug."""
+    slugs = set(slugs)
+    products = Product.objects.prefetch_related("price_breaks").in_bulk(list(slugs), field_name="slug")
+    if slugs - set(products):
+        raise ApiError("product_not_found", _("No product with that slug."), status.HTTP_404_NOT_FOUND)
+    return products
 
 
 def _product(slug: str) -> Product:
@@ -155,6 +166,7 @@ class CheckoutResultSerializer(serializers.Serializer):
 
 def order_status_payload(order: Order) -> dict:
     live = order.status not in ("refunded", "cancelled")
+    partly = order.status == OrderStatus.AWAITING_STOCK  # only then can a line hold keys before it is delivered
     return {
         "number": order.number,
         "status": order.status,
@@ -173,7 +185,10 @@ def order_status_payload(order: Order) -> dict:
                 "has_keys": live
                 and not line.refunded_at
                 and line.kind == "license_key"
-                and (line.delivered_at is not None or any(k.status == "sold" for k in line.license_keys.all())),
+                and (
+                    line.delivered_at is not None
+                    or (partly and any(k.status == "sold" for k in line.license_keys.all()))
+                ),
                 "booking_reference": line.booking_reference,
             }
             for line in order.lines.all()
@@ -215,7 +230,8 @@ class CheckoutApi(APIView):
         data.is_valid(raise_exception=True)
         given = data.validated_data.get("lines")
         if given is not None:
-            lines = [CartLine(product=_product(item["product"]), quantity=item["quantity"]) for item in given]
+            products = _products(item["product"] for item in given)
+            lines = [CartLine(product=products[item["product"]], quantity=item["quantity"]) for item in given]
         else:
             lines = cart_lines(request.session)
         address = data.validated_data.get("shipping_address")
@@ -255,14 +271,81 @@ def _order_or_404(token: str) -> Order:
     return order
 
 
+# What a token may look like (ORDER_TOKEN's pattern): anything else is not looked up (PostgreSQL refuses NUL).
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def order_status_etag(*, token: str, variant: tuple) -> str | None:
+    """A strong ETag of the order's status payload (order_status_payload), or None when no order has the token.
+
+    A digest of every column the payload is drawn from (the order's, its lines', whether a line has sold keys),
+    read in one query, and of `variant`: what else changes the bytes (language, media type). The order's
+    `updated_at` alone would miss changes: delivery that leaves the status where it was (one backorder line of
+    two filled) and a second partial refund change lines without saving the order.
+    """
+    if not _TOKEN_SHAPE.fullmatch(token):
+        return None
+    rows = (
+        Order.objects.filter(token=token)
+        .values(
+            "number",
+            "status",
+            "currency",
+            "total_amount",
+            "lines__pk",
+            "lines__product_name",
+            "lines__kind",
+            "lines__quantity",
+            "lines__line_total",
+            "lines__delivered_at",
+            "lines__refunded_at",
+            "lines__booking_reference",
+            keys_sold=Exists(LicenseKey.objects.filter(order_line=OuterRef("lines__pk"), status=KeyStatus.SOLD)),
+        )
+        .order_by("lines__pk")
+    )
+    drawn_from = [tuple(row.values()) for row in rows]
+    if not drawn_from:
+        return None
+    return f'"{hashlib.blake2b(repr((variant, drawn_from)).encode(), digest_size=16).hexdigest()}"'
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """If-None-Match compares weakly (RFC 9110, 13.1.2): W/"x" matches "x"; "*" matches any order that exists."""
+    etags = parse_etags(if_none_match)
+    return "*" in etags or etag in {tag.removeprefix("W/") for tag in etags}
+
+
 class OrderStatusApi(APIView):
-    """An order's status and delivered goods, by its secret token."""
+    """An order's status and delivered goods, by its secret token.
+
+    Cheap to poll: the answer carries a strong ETag; sent back in If-None-Match while nothing it shows changed,
+    it gets 304 Not Modified, with no body, for one query. Still `no-store` (the payload stays out of browser
+    caches), so a client keeps the ETag itself; a browser's fetch() does not send it on its own."""
 
     @extend_schema(
-        parameters=[ORDER_TOKEN], responses={200: OrderStatusSerializer, **error_responses(404)}, tags=["orders"]
+        parameters=[
+            ORDER_TOKEN,
+            OpenApiParameter(
+                "If-None-Match",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="The ETag of the last answer: 304 with no body if nothing changed since.",
+            ),
+        ],
+        responses={200: OrderStatusSerializer, 304: None, **error_responses(404)},
+        tags=["orders"],
     )
     def get(self, request, token: str):
-        response = Response(order_status_payload(_order_or_404(token)))
+        etag = order_status_etag(token=token, variant=(get_language(), request.accepted_media_type))
+        if etag is not None and _etag_matches(request.headers.get("If-None-Match", ""), etag):
+            response = HttpResponseNotModified()
+        else:
+            # loaded after the ETag was read: a change in between makes the next poll a 200, never a stale 304
+            response = Response(order_status_payload(_order_or_404(token)))
+        if etag is not None:
+            response["ETag"] = etag
         response["Cache-Control"] = "no-store"
         return response
 
@@ -388,7 +471,6 @@ class OrderRevealApi(APIView):
         tags=["orders"],
     )
     def post(self, request, token: str):
-        from fulfillment.services import order_reveal_keys
 
         order = _order_or_404(token)
         data = RevealRequestSerializer(data=request.data)

@@ -26,8 +26,9 @@ from riskengine.backtest import Configuration, backtest_compare, configuration_b
 from riskengine.backtest_report import DECISIONS, comparison_side_by_side, simulation_patterns
 from riskengine.learning import model_status
 from riskengine.models import FraudLabel, ListKind, ReviewCase, ReviewStatus, RiskRule, RiskSettings, RuleMode
-from riskengine.review import BLOCKABLE, ReviewError, review_approve, review_claim, review_reject
+from riskengine.review import BLOCKABLE, ReviewError, review_claim
 from riskengine.selectors import linked_orders
+from storefront.flow.review import review_approve, review_reject
 
 REVIEW_PERMISSION = "riskengine.review_orders"
 DECISION_COLOURS = {"approve": "#4a4", "review": "#e90", "decline": "#c33"}

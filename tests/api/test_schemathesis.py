@@ -27,7 +27,7 @@ from werkzeug.test import Client as WsgiClient
 
 from catalog.models import FulfilmentKind
 from orders.services import ShippingAddress
-from payments.refunds import refund_issue
+from storefront.flow.refunds import refund_issue
 from storefront.wsgi import application
 from tests.conftest import TEST_CARD, record_payment
 from tests.factories import ProductFactory, add_keys

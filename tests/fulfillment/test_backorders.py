@@ -12,11 +12,11 @@ from django.utils import timezone
 from fulfillment.keys import keys_release_for_order, keys_set_state
 from fulfillment.models import KeyEvent, KeyStatus, LicenseKey
 from fulfillment.services import backorders_fill, order_deliver
-from fulfillment.tasks import refund_overdue_backorders
 from orders.emails import order_url
 from orders.models import Order, OrderStatus
 from payments.models import Payment, PaymentStatus
-from payments.services import payment_confirm_card, payment_start_for_order
+from storefront.flow.checkout import payment_confirm_card, payment_start_for_order
+from storefront.flow.jobs import refund_overdue_backorders
 from tests.conftest import TEST_CARD, record_payment
 from tests.factories import ProductFactory, add_keys
 

@@ -18,7 +18,7 @@ from fulfillment.models import AccessKind, DeliveryAccess, LicenseKey, Membershi
 from fulfillment.services import memberships_end, order_deliver
 from fulfillment.tasks import end_expired_memberships
 from orders.models import Order, OrderLine, OrderStatus
-from payments.refunds import refund_issue
+from storefront.flow.refunds import refund_issue
 from tests.conftest import record_payment
 from tests.factories import ProductFactory, add_keys
 

@@ -16,12 +16,12 @@ from catalog.models import FulfilmentKind
 from fulfillment.models import AccessKind, DeliveryAccess, KeyEvent, KeyStatus, LicenseKey
 from orders.cart import CartLine
 from orders.models import Order, OrderEvent, OrderStatus
-from orders.services import checkout_create_order, order_mark_paid
 from orders.tasks import send_order_email
 from payments.models import Payment, PaymentStatus
-from payments.refunds import refund_issue
-from payments.services import payment_confirm_card, payment_start_for_order
 from storefront.celery import app as celery_app
+from storefront.flow.checkout import checkout_create_order, payment_confirm_card, payment_start_for_order
+from storefront.flow.payment import order_mark_paid
+from storefront.flow.refunds import refund_issue
 from tests.conftest import TEST_CARD, record_payment
 from tests.factories import ProductFactory, add_keys
 

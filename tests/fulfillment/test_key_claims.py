@@ -62,6 +62,9 @@ def test_forty_buyers_paying_at_once_for_twenty_five_keys(make_order):
     for order in Order.objects.filter(status=OrderStatus.FULFILLED):
         assert LicenseKey.objects.filter(order_line__order=order).count() == 1
     assert not LicenseKey.objects.filter(order_line__order__status=OrderStatus.AWAITING_STOCK).exists()
+    # And the stock counter, moved by each delivery after its commit, agrees with the pool
+    product.refresh_from_db()
+    assert product.keys_available == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -89,6 +92,8 @@ def test_concurrent_delivery_runs_for_one_order_claim_its_keys_once(make_order, 
     assert order.status == OrderStatus.FULFILLED
     assert LicenseKey.objects.filter(order_line__order=order).count() == 3
     assert LicenseKey.objects.filter(status=KeyStatus.AVAILABLE).count() == 7
+    product.refresh_from_db()
+    assert product.keys_available == 7
 
 
 def test_partial_stock_keeps_claimed_keys_and_completes_when_restocked(

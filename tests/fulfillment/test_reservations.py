@@ -14,11 +14,12 @@ from fulfillment.models import KeyEvent, KeyStatus, LicenseKey
 from fulfillment.tasks import release_expired_reservations
 from orders.errors import CheckoutError
 from orders.models import Order, OrderStatus
-from orders.services import order_mark_paid
 from orders.status import order_transition
 from payments.models import Payment
-from payments.refunds import refund_issue
-from payments.services import OrderOutOfStock, payment_start_for_order
+from payments.services import OrderOutOfStock
+from storefront.flow.checkout import payment_start_for_order
+from storefront.flow.payment import order_mark_paid
+from storefront.flow.refunds import refund_issue
 from tests.factories import ProductFactory, add_keys
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +43,9 @@ def pay(order: Order, capture, *, amount: int | None = None) -> Order:
     return order
 
 
-def test_starting_payment_holds_one_key_per_unit_for_the_products_window(localstripe, make_order, time_machine):
+def test_starting_payment_holds_one_key_per_unit_for_the_products_window(
+    localstripe, make_order, time_machine, django_capture_on_commit_callbacks
+):
     # Given 5 keys of a product held for 20 minutes, an order for 3, and a clock that stands still
     time_machine.move_to(timezone.now(), tick=False)
     product = ProductFactory(reservation_minutes=20, stock_display=StockDisplay.COUNT, low_stock_threshold=0)
@@ -50,8 +53,9 @@ def test_starting_payment_holds_one_key_per_unit_for_the_products_window(localst
     order = make_order((product, 3))
     assert product_stock_label(product) == {"state": "in_stock", "count": 5}
 
-    # When the shopper starts paying
-    payment_start_for_order(order=order)
+    # When the shopper starts paying (and that commits)
+    with django_capture_on_commit_callbacks(execute=True):
+        payment_start_for_order(order=order)
 
     # Then exactly 3 keys are held for this order until now + 20 minutes, each move audited
     held = list(held_by(order))
@@ -63,6 +67,7 @@ def test_starting_payment_holds_one_key_per_unit_for_the_products_window(localst
     assert LicenseKey.objects.filter(product=product, status=KeyStatus.AVAILABLE).count() == 2
 
     # And the other shoppers see, and can buy, only what is left
+    product.refresh_from_db()
     assert product_stock_label(product) == {"state": "in_stock", "count": 2}
     with pytest.raises(CheckoutError) as refused:
         make_order((product, 3), email="other@example.com")
@@ -160,12 +165,14 @@ def test_the_periodic_task_releases_holds_whose_window_has_passed(make_order):
 
 
 @pytest.mark.parametrize(
-    ("paid_amount_delta", "status"), [(0, OrderStatus.PAID), (-100, OrderStatus.ON_HOLD)], ids=["paid", "on-hold"]
+    ("paid_amount_delta", "status"),
+    [(0, OrderStatus.FULFILLED), (-100, OrderStatus.ON_HOLD)],
+    ids=["paid", "on-hold"],
 )
 def test_expiry_never_releases_the_keys_of_an_order_that_was_paid(
     make_order, django_capture_on_commit_callbacks, paid_amount_delta, status
 ):
-    # Given an order holding 2 keys whose payment arrived (delivery not run yet, or held for staff)
+    # Given an order holding 2 keys whose payment arrived (delivered with it, or held for staff)
     product = ProductFactory(reservation_minutes=10)
     add_keys(product, 2)
     order = make_order((product, 2))
@@ -184,9 +191,13 @@ def test_expiry_never_releases_the_keys_of_an_order_that_was_paid(
     # When the reservation window has long passed and expiry runs
     released = keys_release_expired(now=timezone.now() + timedelta(days=1))
 
-    # Then the paid order keeps its keys
+    # Then the paid order keeps its keys: the very keys it held, sold to it, or still held while staff look
     assert released == 0
-    assert set(held_by(order).values_list("pk", flat=True)) == held
+    if status == OrderStatus.FULFILLED:
+        sold = LicenseKey.objects.filter(order_line__order=order, status=KeyStatus.SOLD)
+        assert set(sold.values_list("pk", flat=True)) == held
+    else:
+        assert set(held_by(order).values_list("pk", flat=True)) == held
     assert not KeyEvent.objects.filter(type="released").exists()
 
 
@@ -197,7 +208,8 @@ def test_paying_within_the_window_gets_the_held_keys_even_when_the_rest_sold_out
     product = ProductFactory()
     add_keys(product, 3)
     slow = make_order((product, 2), email="slow@example.com")
-    assert keys_reserve_for_order(order=slow)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert keys_reserve_for_order(order=slow)
     held = set(held_by(slow).values_list("pk", flat=True))
 
     # And meanwhile another shopper buys the last free key, and a third finds the product sold out

@@ -13,10 +13,10 @@ from django.urls import reverse
 from catalog.models import StockDisplay
 from catalog.selectors import product_stock_label
 from fulfillment.crypto import encrypt_secret
-from fulfillment.keys import keys_reserve_for_order, keys_set_state
+from fulfillment.keys import keys_reserve_for_order, keys_set_state, keys_stock_recount
 from fulfillment.models import KeyStatus, LicenseKey
 from orders.models import Order, OrderLine, OrderStatus
-from orders.services import order_mark_paid
+from storefront.flow.payment import order_mark_paid
 from tests.factories import ProductFactory, add_keys
 
 User = get_user_model()
@@ -183,8 +183,9 @@ def test_selling_a_shared_code_product_never_alerts_low_stock(merchants, django_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_sales_crossing_the_threshold_at_once_alert_once():
-    """Both transactions see stock at the threshold; only the one that flips the flag may alert."""
+def test_two_moves_at_once_never_wait_on_each_other_and_cross_the_threshold_once():
+    """No transaction that moves keys holds the product row: the stock counter moves after commit, in its own
+    short UPDATE, and only the UPDATE that flips the alert flag may alert."""
     # Given 6 keys, a threshold of 5, and one merchant
     User.objects.create_superuser("owner", "owner@example.com", "pw-owner-123")
     product = ProductFactory(low_stock_threshold=5)
@@ -202,26 +203,30 @@ def test_two_sales_crossing_the_threshold_at_once_alert_once():
         finally:
             connection.close()
 
-    # When one merchant action takes stock to 5 and, before it commits, another one takes it to 4
-    threads = [threading.Thread(target=take, args=(first.pk,), kwargs={"hold": True})]
-    threads[0].start()
-    assert first_moved.wait(timeout=20)
-    threads.append(threading.Thread(target=take, args=(second.pk,), kwargs={"hold": False}))
-    threads[1].start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # wait until the second transaction waits on the first's row lock
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                break
-        time.sleep(0.02)
-    let_first_commit.set()
-    for thread in threads:
-        thread.join(timeout=30)
+    # When one merchant action locks a key and, before it commits, another one locks a second key
+    holding = threading.Thread(target=take, args=(first.pk,), kwargs={"hold": True})
+    holding.start()
+    try:
+        assert first_moved.wait(timeout=20)
+        started = time.monotonic()
+        other = threading.Thread(target=take, args=(second.pk,), kwargs={"hold": False})
+        other.start()
+        other.join(timeout=10)
 
-    # Then stock crossed the threshold once, and the merchant is alerted once
+        # Then the second one did not queue behind the first: it committed and was counted, and stock at the
+        # threshold alerted the merchant
+        assert not other.is_alive()
+        assert time.monotonic() - started < 5
+        product.refresh_from_db()
+        assert product.keys_available == 5
+        assert len(alerts()) == 1
+    finally:
+        let_first_commit.set()
+        holding.join(timeout=30)
+
+    # When the first one commits, stock goes further down and nobody is alerted again
+    product.refresh_from_db()
+    assert product.keys_available == 4
     assert LicenseKey.objects.filter(product=product, status=KeyStatus.AVAILABLE).count() == 4
     assert len(alerts()) == 1
 
@@ -240,14 +245,18 @@ def test_two_sales_crossing_the_threshold_at_once_alert_once():
     ],
 )
 def test_stock_label_is_a_state_and_an_exact_count_only_when_the_merchant_chose_counts(available, display, expected):
-    # Given keys that are available plus keys that are not (reserved, locked, retired, revoked, sold)
+    # Given keys that are available plus keys that are not (reserved, locked, retired, revoked, sold),
+    # moved there behind the services' back and then recounted into the product's stock counter
     product = ProductFactory(low_stock_threshold=5, stock_display=display)
     add_keys(product, available + 5)
     unavailable = list(LicenseKey.objects.filter(product=product).order_by("id")[:5])
     others = [KeyStatus.RESERVED, KeyStatus.LOCKED, KeyStatus.RETIRED, KeyStatus.REVOKED, KeyStatus.SOLD]
     for key, status in zip(unavailable, others, strict=True):
         LicenseKey.objects.filter(pk=key.pk).update(status=status)
+    assert keys_stock_recount(product_ids=[product.pk]) == 1
+    product.refresh_from_db()
 
+    assert product.keys_available == available
     assert product_stock_label(product) == expected
 
 

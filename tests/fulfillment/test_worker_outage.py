@@ -13,8 +13,10 @@ import pytest
 from django.db import connection
 
 from fulfillment import tasks as fulfillment_tasks
+from fulfillment.keys import keys_set_state
+from fulfillment.models import LicenseKey
 from orders.models import Order, OrderStatus
-from orders.services import order_mark_paid
+from storefront.flow.payment import order_mark_paid
 from tests.factories import ProductFactory, add_keys
 from tests.faults import CeleryWorker, ThrowawayRedis, broker_client, wait_until
 from tests.harness import find_binary
@@ -42,7 +44,7 @@ def worker(redis_server, tmp_path, transactional_db):
 
 
 def pay(order, *, email: str):
-    """The order's payment recorded; its delivery task is lost (sent to a Redis that then died)."""
+    """The order's payment recorded (delivered with it when its product has keys; else it waits for stock)."""
     order_mark_paid(
         order_id=order.pk, amount=order.total_amount, currency=order.currency, payment_ref=f"pi_{email}", actor="test"
     )
@@ -112,13 +114,21 @@ def test_the_workers_broker_connection_comes_apart_cleanly_when_redis_dies_with_
 def test_the_worker_survives_redis_killed_mid_delivery_and_the_sweeper_finishes_the_orders(
     make_order, redis_server, worker, monkeypatch, delivery_ends
 ):
-    # Given two paid orders whose delivery tasks never reached the broker
+    # Given two paid orders waiting for stock, and the stock arrived but their delivery tasks never reached the
+    # broker
     product = ProductFactory()
     add_keys(product, 2)
+    keys = list(LicenseKey.objects.filter(product=product).values_list("pk", flat=True))
     monkeypatch.setattr(fulfillment_tasks.deliver_order, "delay", lambda order_id: None)
-    first = pay(make_order((product, 1), email="first@example.com"), email="first")
-    second = pay(make_order((product, 1), email="second@example.com"), email="second")
-    assert status_of(first) == status_of(second) == OrderStatus.PAID
+    first, second = (
+        make_order((product, 1), email="first@example.com"),
+        make_order((product, 1), email="second@example.com"),
+    )
+    keys_set_state(key_ids=keys, action="lock", actor="staff")  # the keys held back while they are paid
+    pay(first, email="first")
+    pay(second, email="second")
+    assert status_of(first) == status_of(second) == OrderStatus.AWAITING_STOCK
+    keys_set_state(key_ids=keys, action="unlock", actor="staff")
     # and a worker on a Redis of our own
     worker.start()
     broker = broker_client(redis_server.url)

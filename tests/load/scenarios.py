@@ -44,7 +44,7 @@ def product_with_keys(slug: str, keys: int, *, price: int = 1500):
 
 def place_orders(product, n: int, *, tag: str) -> list:
     from orders.cart import CartLine
-    from orders.services import checkout_create_order
+    from storefront.flow.checkout import checkout_create_order
 
     orders = []
     for i in range(n):
@@ -175,7 +175,7 @@ def pipeline(stack: Stack, *, localstripe_url: str, levels=(1, 4, 16), per_level
 
 
 def _pipeline_level(stack: Stack, client, level: int, per_level: int, budget_s: float) -> dict:
-    from payments.services import payment_start_for_order
+    from storefront.flow.checkout import payment_start_for_order
     from tests.conftest import TEST_CARD
 
     product = product_with_keys(f"pipe-{level}", per_level)
@@ -432,6 +432,7 @@ def fault_database_connections_dropped(stack: Stack, *, n: int = 120, database: 
 def fault_provider_timeouts(stack: Stack, *, n: int = 24) -> dict:
     """The shop's Stripe stops answering: the charge fetch each webhook triggers times out. Orders are
     still delivered (Radar 'not assessed'), the timeouts are recorded, and the breaker stops the waiting."""
+    from payments.health import call_log_flush
     from payments.models import PaymentChannel, ProviderCall
 
     hole = _black_hole()
@@ -445,6 +446,7 @@ def fault_provider_timeouts(stack: Stack, *, n: int = 24) -> dict:
     finally:
         PaymentChannel.objects.filter(code="stripe").update(api_base="", failures_in_row=0, breaker_open_until=None)
         hole.close()
+    call_log_flush()  # the rows queued in Redis, written
     timeouts = ProviderCall.objects.filter(channel__code="stripe", operation="fetch", outcome="timeout").count()
     return {
         "orders": n,

@@ -77,6 +77,7 @@ class Stack:
             "FULFILMENT_SWEEP_AFTER_MINUTES": "0",
             "STRIPE_TIMEOUT_SECONDS": "2",
             "PYTHONUNBUFFERED": "1",
+            "TRUSTED_PROXY_COUNT": "1",  # as behind one reverse proxy: a shopper is told by X-Forwarded-For
         }
 
     @property

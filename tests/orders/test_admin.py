@@ -4,7 +4,8 @@ from django.urls import reverse
 
 from catalog.models import FulfilmentKind
 from orders.models import Order, OrderEvent, OrderStatus
-from orders.services import ShippingAddress, order_mark_paid
+from orders.services import ShippingAddress
+from storefront.flow.payment import order_mark_paid
 from tests.factories import ProductFactory, add_keys
 
 ADDRESS = ShippingAddress(name="Ada", line1="1 Main St", city="Springfield", postal_code="12345", country="US")

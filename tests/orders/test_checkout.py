@@ -7,7 +7,8 @@ from catalog.models import FulfilmentKind, Product
 from orders.cart import CartLine, cart_add, cart_read, cart_set_quantity
 from orders.errors import CheckoutError
 from orders.models import Order, OrderLine
-from orders.services import ShippingAddress, checkout_create_order
+from orders.services import ShippingAddress
+from storefront.flow.checkout import checkout_create_order
 from tests.factories import ProductFactory, add_keys
 
 pytestmark = pytest.mark.django_db

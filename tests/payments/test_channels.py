@@ -8,17 +8,28 @@ from django.utils import timezone
 
 from catalog.models import FulfilmentKind
 from orders.models import OrderStatus
-from payments.health import breaker_record, channel_health, provider_call
+from payments.health import breaker_record, call_log_flush, channel_health, health_counters_reset, provider_call
 from payments.models import CallOutcome, Payment, PaymentChannel, ProviderCall
 from payments.providers.base import PaymentDeclined, PaymentError, ProviderUnavailable
 from payments.routing import channel_refusal, channels_for_order
 from tests.factories import ProductFactory, add_keys
+from tests.payments.test_channel_health import counters_cache
 
 DEAD = "http://127.0.0.1:9"  # nothing listens: connections are refused at once
 # The instant the breaker unit tests stop the clock at: a parametrize list is built when the module is collected,
 # maybe minutes before its test runs, so it cannot read the clock. Tests that place orders stop the clock at the
 # real time instead: the risk engine's counters in Redis, shared with the whole run, count back from it.
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def health_counters_of_this_test(settings):
+    """Channel health counters of this test only: the default channels have the same ids in every test and run,
+    and their counters live in the test Redis shared with other runs (see tests/payments/test_channel_health.py)."""
+    settings.CACHES = counters_cache()
+    health_counters_reset()
+    yield
+    health_counters_reset()
 
 
 def channel(code: str, **fields) -> PaymentChannel:
@@ -67,9 +78,12 @@ def test_channels_are_offered_by_priority_then_expected_fee(order):
 def test_health_breaks_ties_between_equal_channels(order):
     PaymentChannel.objects.all().delete()
     flaky, steady = channel("flaky", priority=5), channel("steady", priority=5)
-    for outcome in (CallOutcome.SUCCESS, CallOutcome.ERROR):
-        ProviderCall.objects.create(channel=flaky, operation="create_payment", outcome=outcome, latency_ms=50)
-    ProviderCall.objects.create(channel=steady, operation="create_payment", outcome=CallOutcome.SUCCESS, latency_ms=90)
+    with provider_call(channel=flaky, operation="create_payment"):
+        pass
+    with pytest.raises(ProviderUnavailable), provider_call(channel=flaky, operation="create_payment"):
+        raise ProviderUnavailable("refused")
+    with provider_call(channel=steady, operation="create_payment"):
+        pass
 
     assert codes(order) == ["steady", "flaky"]
 
@@ -166,6 +180,7 @@ def test_every_call_is_recorded_with_its_outcome_and_latency():
                     raise error
         except PaymentError:
             pass
+    call_log_flush()  # the rows queued in Redis, written
     calls = list(ProviderCall.objects.filter(channel=stripe).order_by("pk").values_list("outcome", "error"))
     assert calls == [
         ("success", ""),
@@ -173,7 +188,7 @@ def test_every_call_is_recorded_with_its_outcome_and_latency():
         ("timeout", "ProviderUnavailable"),
         ("error", "ProviderUnavailable"),
     ]
-    health = channel_health()[stripe.pk]
+    health = channel_health(channel_ids=[stripe.pk])[stripe.pk]
     assert (health.calls, health.failures, health.timeouts) == (4, 2, 1)
     assert health.success_rate == 0.5
 
@@ -243,6 +258,7 @@ def test_when_the_first_channel_refuses_connections_checkout_completes_on_the_se
     assert b"Card is unavailable right now" in page.content
     stripe = PaymentChannel.objects.get(code="stripe")
     assert stripe.breaker_open()
+    call_log_flush()  # the rows queued in Redis, written
     assert list(ProviderCall.objects.filter(channel=stripe).values_list("outcome", flat=True)) == ["error"]
 
     # And paying there delivers the order
@@ -259,6 +275,7 @@ def test_when_the_first_channel_refuses_connections_checkout_completes_on_the_se
     page = client.get(f"/pay/{second.token}/")
     assert b'id="paypal-button"' in page.content
     assert b'id="failover-notice"' not in page.content
+    call_log_flush()  # the rows queued in Redis, written
     assert ProviderCall.objects.filter(channel=stripe).count() == 1
 
 
@@ -279,7 +296,8 @@ def test_when_every_channel_is_down_the_shopper_is_told_and_the_order_waits(clie
 
 @pytest.mark.django_db
 def test_a_timeout_is_recorded_as_a_timeout(order, paypal, settings):
-    from payments.services import NoChannelAvailable, payment_start_for_order
+    from payments.services import NoChannelAvailable
+    from storefront.flow.checkout import payment_start_for_order
 
     PaymentChannel.objects.filter(code="stripe").update(enabled=False)
     settings.PAYPAL_TIMEOUT_SECONDS = 0.3
@@ -288,6 +306,7 @@ def test_a_timeout_is_recorded_as_a_timeout(order, paypal, settings):
     with pytest.raises(NoChannelAvailable):
         payment_start_for_order(order=order)
 
+    call_log_flush()  # the rows queued in Redis, written
     call = ProviderCall.objects.get(channel__code="paypal", operation="create_payment")
     assert call.outcome == "timeout"
     assert call.latency_ms >= 250
@@ -357,4 +376,5 @@ def test_webhooks_stop_waiting_on_a_provider_whose_breaker_opened(client, make_o
 
     # Then all are paid, but only the first two waited on Stripe: the open breaker spared the rest
     assert Payment.objects.filter(channel=stripe, status="succeeded").count() == 5
+    call_log_flush()  # the rows queued in Redis, written
     assert ProviderCall.objects.filter(channel=stripe, operation="fetch", outcome="timeout").count() == 2

@@ -11,9 +11,10 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from fulfillment.models import KeyStatus, LicenseKey
+from payments.health import call_log_flush
 from payments.models import Dispute, DisputeStatus, PaymentChannel
-from payments.services import payment_confirm_card, payment_start_for_order
 from riskengine.models import FraudLabel, ListEntry
+from storefront.flow.checkout import payment_confirm_card, payment_start_for_order
 from tests.conftest import TEST_CARD, signed_stripe_event
 from tests.factories import ProductFactory, add_keys
 
@@ -147,4 +148,5 @@ def test_localstripe_sends_the_dispute_itself_signed_to_the_running_shop(
     while not Dispute.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert Dispute.objects.filter(order=order, provider="stripe").exists()
+    call_log_flush()  # the provider calls' rows queued in Redis, written
     assert PaymentChannel.objects.get(code="stripe").calls.filter(operation="capture", outcome="success").exists()

@@ -8,9 +8,9 @@ from django.urls import reverse
 
 from catalog.models import FulfilmentKind
 from payments.models import Dispute, Payment, PaymentChannel
-from payments.refunds import refund_issue
 from payments.selectors import fee_report
-from payments.services import payment_capture, payment_confirm_card, payment_start_for_order
+from storefront.flow.checkout import payment_capture, payment_confirm_card, payment_start_for_order
+from storefront.flow.refunds import refund_issue
 from tests.conftest import TEST_CARD
 from tests.factories import ProductFactory
 

@@ -7,7 +7,7 @@ from django.test import Client
 from fulfillment.models import KeyEvent, KeyStatus, LicenseKey
 from orders.models import OrderEvent, OrderStatus, PaymentState
 from payments.models import Payment, PaymentChannel, PaymentStatus, Refund
-from payments.services import payment_start_for_order
+from storefront.flow.checkout import payment_start_for_order
 from tests.conftest import payment_intent_event, signed_stripe_event
 from tests.factories import ProductFactory, add_keys
 
@@ -141,7 +141,7 @@ def test_a_second_payment_for_a_paid_order_is_refunded_and_the_goods_stay(
     paypal.approve(opened_at_paypal.ref)
 
     # When the PayPal payment is captured and applied
-    from payments.services import payment_capture
+    from storefront.flow.checkout import payment_capture
 
     paypal_payment.refresh_from_db()
     with django_capture_on_commit_callbacks(execute=True):

@@ -13,8 +13,8 @@ from fulfillment.models import KeyStatus, LicenseKey
 from orders.models import Order, OrderStatus
 from payments.models import Payment, PaymentChannel, PaymentStatus, Refund, WebhookEvent
 from payments.providers.base import ProviderUnavailable
-from payments.refunds import refund_issue
-from payments.services import payment_start_for_order
+from storefront.flow.checkout import payment_start_for_order
+from storefront.flow.refunds import refund_issue
 from tests.factories import ProductFactory, add_keys
 
 WEBHOOK = "/payments/webhook/paypal/"

@@ -13,9 +13,9 @@ from fulfillment.models import KeyStatus, LicenseKey
 from orders.models import OrderEvent, OrderStatus, PaymentState
 from payments.models import Payment, PaymentChannel, PaymentStatus, ReconciliationRun, Refund, RefundStatus
 from payments.providers.base import ProviderUnavailable
-from payments.reconcile import reconcile_channel
-from payments.refunds import refund_issue
-from payments.services import payment_start_for_order
+from storefront.flow.checkout import payment_start_for_order
+from storefront.flow.reconcile import reconcile_channel
+from storefront.flow.refunds import refund_issue
 from tests.conftest import TEST_CARD, payment_intent_event, signed_stripe_event
 from tests.factories import ProductFactory, add_keys
 
@@ -184,7 +184,7 @@ def test_a_refund_the_provider_never_answered_is_sent_again_with_the_same_key(
     # Given a delivered order whose refund request finds Stripe unreachable (its address refuses connections)
     order = make_order((product, 1))
     payment = payment_start_for_order(order=order)
-    from payments.services import payment_confirm_card
+    from storefront.flow.checkout import payment_confirm_card
 
     token = stripe_client.v1.tokens.create(params={"card": TEST_CARD})
     with django_capture_on_commit_callbacks(execute=True):
@@ -263,7 +263,7 @@ def test_webhook_and_reconciliation_racing_deliver_once(localstripe, stripe_clie
 
 @pytest.mark.django_db
 def test_the_beat_job_reconciles_every_usable_channel_and_skips_unconfigured_ones(localstripe, paypal):
-    from payments.tasks import reconcile_payments
+    from storefront.flow.jobs import reconcile_payments
 
     PaymentChannel.objects.create(code="unset", provider="stripe", display_name="Unset", secret_env="NOT_SET_ANYWHERE")
 

@@ -11,11 +11,11 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
-import payments.tasks  # noqa: F401  (registers the beat jobs' tasks)
+import storefront.flow.jobs  # noqa: F401  (registers the beat jobs' tasks)
 from fulfillment.models import KeyStatus, LicenseKey
 from orders.models import Order, OrderStatus
-from payments.services import payment_start_for_order
 from storefront.celery import app as celery_app
+from storefront.flow.checkout import payment_start_for_order
 from tests.conftest import TEST_CARD, payment_intent_event, signed_stripe_event
 from tests.factories import ProductFactory, add_keys
 from tests.faults import database_unreachable
@@ -26,7 +26,7 @@ def beat_jobs_applying_payments_every_minute() -> list[str]:
     return [
         entry["task"]
         for entry in settings.CELERY_BEAT_SCHEDULE.values()
-        if entry["task"].startswith("payments.tasks.reconcile") and entry["schedule"] <= timedelta(minutes=1)
+        if entry["task"].startswith("storefront.flow.jobs.reconcile") and entry["schedule"] <= timedelta(minutes=1)
     ]
 
 
@@ -78,7 +78,7 @@ def test_the_every_minute_pass_leaves_older_payments_and_quiet_runs_to_the_five_
     localstripe, make_order, time_machine
 ):
     from payments.models import ReconciliationRun
-    from payments.reconcile import reconcile_all
+    from storefront.flow.reconcile import reconcile_all
 
     # Given a payment opened two hours ago and never paid
     start = timezone.now()

@@ -15,8 +15,9 @@ from fulfillment.models import KeyStatus, LicenseKey
 from fulfillment.services import download_token_for_line
 from orders.models import OrderEvent, OrderStatus, PaymentState
 from payments.models import Payment, PaymentStatus, Refund, RefundStatus
-from payments.refunds import RefundNotAllowed, refund_issue
-from payments.services import payment_confirm_card, payment_start_for_order
+from payments.refunds import RefundNotAllowed
+from storefront.flow.checkout import payment_confirm_card, payment_start_for_order
+from storefront.flow.refunds import refund_issue
 from tests.conftest import TEST_CARD
 from tests.factories import ProductFactory, add_keys
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 from fulfillment.models import KeyStatus, LicenseKey
 from orders.models import Order, OrderEvent, OrderStatus
 from payments.models import Payment, WebhookEvent
-from payments.services import payment_start_for_order
+from storefront.flow.checkout import payment_start_for_order
 from tests.conftest import payment_intent_event, signed_stripe_event
 from tests.factories import ProductFactory, add_keys
 

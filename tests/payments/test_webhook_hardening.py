@@ -27,7 +27,7 @@ from django.test import Client
 
 from orders.models import Order, OrderStatus
 from payments.models import Payment, PaymentChannel, PaymentStatus, WebhookEvent
-from payments.services import payment_start_for_order
+from storefront.flow.checkout import payment_start_for_order
 from tests.conftest import payment_intent_event
 from tests.factories import ProductFactory, add_keys
 

@@ -20,7 +20,7 @@ from catalog.models import FulfilmentKind
 from orders.cart import CartLine, cart_add, cart_lines, cart_read, cart_set_quantity
 from orders.errors import CheckoutError
 from orders.models import Order, OrderEvent, OrderLine
-from orders.services import ShippingAddress, checkout_create_order
+from orders.services import ShippingAddress
 from payments.models import PaymentChannel
 from payments.money import (
     MAX_MINOR_UNITS,
@@ -32,6 +32,7 @@ from payments.money import (
     percent_of,
 )
 from payments.money import to_decimal_string as to_string
+from storefront.flow.checkout import checkout_create_order
 from tests.factories import ProductFactory, add_keys
 
 ADDRESS = ShippingAddress(name="Ada Lovelace", line1="1 Analytical Way", city="London", postal_code="N1", country="gb")

@@ -35,14 +35,17 @@ from fulfillment.services import backorders_fill, order_deliver, order_reveal_ke
 from orders.cart import CartLine
 from orders.errors import CheckoutError
 from orders.models import Order, OrderEvent, OrderLine, OrderStatus, PaymentState
-from orders.services import ShippingAddress, checkout_create_order, order_mark_lines_shipped, order_mark_paid
+from orders.services import ShippingAddress, order_mark_lines_shipped
 from orders.status import TRANSITIONS, IllegalTransition
 from payments.models import Payment, PaymentChannel, PaymentStatus
 from payments.providers.base import PaymentSnapshot
-from payments.refunds import RefundNotAllowed, refund_issue
-from payments.services import payment_apply_snapshot
+from payments.refunds import RefundNotAllowed
 from riskengine.models import ReviewCase, ReviewStatus, RiskSettings
-from riskengine.review import review_approve, review_claim, review_reject
+from riskengine.review import review_claim
+from storefront.flow.checkout import checkout_create_order
+from storefront.flow.payment import order_mark_paid, payment_apply_snapshot
+from storefront.flow.refunds import refund_issue
+from storefront.flow.review import review_approve, review_reject
 from tests.conftest import payment_intent_event, record_payment, signed_stripe_event
 from tests.factories import ProductFactory
 

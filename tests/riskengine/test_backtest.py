@@ -19,7 +19,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from orders.models import Order, OrderEvent
-from orders.services import PaymentSignals
 from payments.providers.base import FraudSignal
 from riskengine import config, velocity
 from riskengine.asof import as_of, as_of_now
@@ -41,6 +40,7 @@ from riskengine.rules import rule_blocklist, rule_linked_fraud, rule_velocity
 from riskengine.selectors import customer_average_paid
 from riskengine.services import risk_check_before_payment
 from riskengine.signals import signals_for_order
+from storefront.flow.payment import PaymentSignals
 from tests.riskengine.test_rules import fail_payment, new_shopper, pay, place_order, service, use_only_rules
 
 T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)

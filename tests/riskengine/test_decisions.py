@@ -10,10 +10,11 @@ from django.utils import timezone
 from fulfillment.models import KeyStatus, LicenseKey
 from orders.errors import MESSAGES
 from payments.models import Payment
-from payments.services import PaymentBlocked, payment_start_for_order
+from payments.services import PaymentBlocked
 from riskengine import velocity
 from riskengine.models import ListEntry, ListKind, RiskAssessment, RiskDecision, RiskRule, RuleMode, RuleType
 from riskengine.services import risk_assess_order
+from storefront.flow.checkout import payment_start_for_order
 from tests.conftest import payment_intent_event, signed_stripe_event
 from tests.factories import ProductFactory, add_keys
 from tests.riskengine.test_rules import new_shopper, place_order, service, use_only_rules, use_shipped_rules

@@ -20,7 +20,6 @@ from django.db.models import OuterRef, Subquery
 from django.urls import reverse
 
 from orders.models import Order, OrderStatus, PaymentState
-from orders.services import PaymentSignals
 from riskengine import selectors, velocity
 from riskengine.config import risk_config
 from riskengine.features import FEATURES, LABELS, features_for
@@ -35,6 +34,7 @@ from riskengine.models import FraudLabel, ModelMode, RiskAssessment, RiskDecisio
 from riskengine.services import risk_assess_order, risk_check_before_payment
 from riskengine.signals import signals_for_order
 from riskengine.tasks import risk_model_retrain
+from storefront.flow.payment import PaymentSignals
 from tests.riskengine.test_rules import (  # noqa: F401  (redis_down is a fixture)
     new_shopper,
     pay,
@@ -212,6 +212,7 @@ def test_the_features_read_nothing_the_rules_already_read(product, monkeypatch, 
     for where in ("riskengine.velocity", "riskengine.services", "riskengine.features"):
         monkeypatch.setattr(f"{where}.velocity_counts_many", counted)
     monkeypatch.setattr(selectors, "fraud_links", counting("links", selectors.fraud_links))
+    monkeypatch.setattr("riskengine.rules.fraud_links", selectors.fraud_links)
     monkeypatch.setattr("riskengine.features.fraud_links", selectors.fraud_links)
 
     # When the paid order is decided

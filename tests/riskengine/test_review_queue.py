@@ -19,9 +19,7 @@ from django.utils import timezone
 from fulfillment.models import KeyStatus, LicenseKey
 from fulfillment.services import delivery_record_access
 from orders.models import Order, OrderStatus, PaymentState
-from orders.services import PaymentSignals, order_mark_paid
 from payments.models import PaymentStatus
-from payments.services import payment_confirm_card, payment_start_for_order
 from riskengine.models import (
     FraudLabel,
     ListEntry,
@@ -32,7 +30,10 @@ from riskengine.models import (
     RuleMode,
     RuleType,
 )
-from riskengine.review import ReviewError, review_claim, review_expire_overdue
+from riskengine.review import ReviewError, review_claim
+from storefront.flow.checkout import payment_confirm_card, payment_start_for_order
+from storefront.flow.payment import PaymentSignals, order_mark_paid
+from storefront.flow.review import review_expire_overdue
 from tests.conftest import TEST_CARD, record_payment
 from tests.factories import ProductFactory, add_keys
 

@@ -19,12 +19,10 @@ from catalog.models import FulfilmentKind, Product
 from fulfillment.models import KeyStatus, LicenseKey
 from orders.cart import CartLine
 from orders.models import Order, OrderEvent, OrderStatus
-from orders.services import PaymentSignals, checkout_create_order, order_mark_paid
 from payments.models import Payment
 from payments.providers import provider_for_channel
 from payments.providers.base import PaymentSnapshot
 from payments.providers.stripe import charge_signals
-from payments.services import payment_apply_snapshot, payment_start_for_order
 from riskengine import velocity
 from riskengine.defaults import shipped_rules_install
 from riskengine.models import (
@@ -50,6 +48,8 @@ from riskengine.rules import (
 )
 from riskengine.services import risk_evaluate
 from riskengine.signals import signals_for_order
+from storefront.flow.checkout import checkout_create_order, payment_start_for_order
+from storefront.flow.payment import PaymentSignals, order_mark_paid, payment_apply_snapshot
 from tests.factories import ProductFactory, add_keys
 
 PAYLOADS = Path(__file__).parent / "payloads"

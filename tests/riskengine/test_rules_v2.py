@@ -13,11 +13,11 @@ from django.apps import apps as django_apps
 from django.utils import timezone
 
 from orders.models import Order, OrderStatus
-from orders.services import PaymentSignals
 from riskengine.defaults import SHIPPED_RULES, SHIPPED_THRESHOLDS
 from riskengine.models import RiskDecision, RiskRule, RiskSettings
 from riskengine.rules import looks_made_up
 from riskengine.signals import email_key
+from storefront.flow.payment import PaymentSignals
 from tests.factories import ProductFactory, add_keys
 from tests.riskengine.test_rules import (  # noqa: F401  (redis_down is a fixture)
     fail_payment,

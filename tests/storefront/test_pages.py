@@ -9,11 +9,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from catalog.models import FulfilmentKind
+from fulfillment.keys import keys_set_state
 from fulfillment.models import DeliveryAccess, LicenseKey
 from fulfillment.services import download_token_for_line
 from orders.models import Order, OrderStatus
-from orders.services import order_mark_paid
 from payments.models import Payment
+from storefront.flow.payment import order_mark_paid
 from tests.factories import ProductFactory, add_keys
 
 pytestmark = pytest.mark.django_db
@@ -201,12 +202,14 @@ def test_physical_checkout_with_address_charges_shipping(client, settings):
     assert (order.ship_line1, order.ship_country) == ("1 Analytical Way", "GB")
 
 
-def test_checkout_refused_by_the_shop_re_renders_with_the_reason(client):
-    # Given a cart whose keys sold out after it was filled
+def test_checkout_refused_by_the_shop_re_renders_with_the_reason(client, django_capture_on_commit_callbacks):
+    # Given a cart whose keys sold out after it was filled (the merchant retired them)
     product = ProductFactory(name="Star Game")
     add_keys(product, 1)
     client.post(reverse("cart-add", kwargs={"slug": product.slug}), {"quantity": "1"})
-    product.license_keys.update(status="retired")
+    with django_capture_on_commit_callbacks(execute=True):
+        keys = list(product.license_keys.values_list("pk", flat=True))
+        assert keys_set_state(key_ids=keys, action="retire", actor="merchant") == 1
 
     # When the shopper checks out
     response = client.post(reverse("checkout"), {"email": "buyer@example.com"})

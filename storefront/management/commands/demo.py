@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from devtools.localstripe_process import localstripe_start
+from payments.models import PaymentChannel
 from storefront.management.commands.seed_demo import MERCHANT_LOGIN, REVIEWER_LOGIN
 
 PAYPAL_DEMO_PORT = 8421
@@ -142,7 +143,6 @@ class Command(BaseCommand):
         except ImportError:  # a tree without the tests (a deployment image): card only
             self.stdout.write("PayPal: devtools/paypal_fake.py is not here; the demo offers the card only.")
             return None
-        from payments.models import PaymentChannel
 
         try:
             fake = paypal_fake_start(webhook_id="WH-DEMO", port=paypal_port)

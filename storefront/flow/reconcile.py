@@ -1,17 +1,17 @@
 """Reconciliation: ask each provider what happened, and apply what never reached us.
 
-A beat job (payments.tasks.reconcile_payments, every 5 minutes) runs this per channel. It
+A beat job (storefront.flow.jobs.reconcile_payments, every 5 minutes) runs this per channel. It
 1. asks for the state of our payments still pending (older than RECONCILE_MIN_AGE, so a webhook in
    flight gets its chance): one that succeeded is applied exactly as its webhook would have been, then
    fulfilled; a PayPal order approved but never captured is captured first;
 2. asks for the provider's recent successful payments and applies any we do not have as succeeded;
 3. retries refunds left pending (the provider did not answer), with their own idempotency keys.
-A lighter pass (payments.tasks.reconcile_recent_payments, every minute) does step 1 alone for payments
+A lighter pass (storefront.flow.jobs.reconcile_recent_payments, every minute) does step 1 alone for payments
 opened in the last RECONCILE_RECENT_WINDOW: a payment that succeeded while the shop could not take its
 webhook (PostgreSQL restarting, the webhook answered 503) is applied within a minute of the shop's return,
 not when the provider next retries. It keeps a run row only when it put something right or met an error.
 Webhook and reconciliation race safely: both end in payment_apply_snapshot under the order's row lock.
-Amount or currency mismatches are held for staff by order_mark_paid and counted here.
+Amount or currency mismatches are held for staff by storefront.flow.payment.order_mark_paid and counted here.
 """
 
 import logging
@@ -26,7 +26,9 @@ from payments.health import provider_call
 from payments.models import Payment, PaymentChannel, PaymentStatus, ReconciliationRun, Refund, RefundStatus
 from payments.providers import provider_for_channel
 from payments.providers.base import PaymentError, PaymentSnapshot
-from payments.services import REUSABLE, payment_apply_snapshot, payment_find
+from payments.services import REUSABLE, payment_find
+from storefront.flow.payment import payment_apply_snapshot
+from storefront.flow.refunds import refund_send
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +135,6 @@ def _apply(run: ReconciliationRun, snapshot: PaymentSnapshot, payment: Payment) 
 
 
 def _retry_pending_refunds(run: ReconciliationRun, channel: PaymentChannel, *, older_than) -> None:
-    from payments.refunds import refund_send
-
     stuck = Refund.objects.filter(
         Q(payment__channel=channel) | Q(payment__channel__isnull=True, payment__provider=channel.code),
         status=RefundStatus.PENDING,
