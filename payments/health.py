@@ -138,11 +138,11 @@ class ChannelHealth:
 
 # One command each way, run inside Redis: add a call to its minute's hash; sum each channel's minutes.
 _ADD_SCRIPT = """
-redis.call('HINCRBY', KEYS[1], 'calls', 1)
-redis.call('HINCRBY', KEYS[1], 'failures', ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'timeouts', ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'latency_us_sum', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'calls', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'failures', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'timeouts', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'latency_us_sum', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
 """
 _READ_SCRIPT = """
 local per_channel, sums = tonumber(ARGV[1]), {}
@@ -199,16 +199,17 @@ def health_counters_reset() -> None:
     _redis_skip_until, _redis_failing = 0.0, False
 
 
-def health_counters_add(*, channel_id: int, outcome: str, latency_us: int) -> None:
-    """Add one finished call to its channel's counters for this minute. Never raises for Redis: a provider
-    call that went through must not fail because its health could not be counted."""
+def health_counters_add(*, channel_id: int, outcome: str, latency_us: int, calls: int = 1) -> None:
+    """Add a finished call (or `calls` alike, `latency_us` their total) to its channel's counters for this minute.
+    Never raises for Redis: a provider call that went through must not fail because its health could not be
+    counted."""
     client = _redis_client(write=True)
     if client is None:
         return
     key = _counter_key(channel_id, _epoch_minute())
-    failed, timeout = int(outcome in FAILED), int(outcome == CallOutcome.TIMEOUT)
+    failed, timeout = calls * int(outcome in FAILED), calls * int(outcome == CallOutcome.TIMEOUT)
     try:
-        client.eval(_ADD_SCRIPT, 1, key, failed, timeout, latency_us, COUNTER_TTL_SECONDS)
+        client.eval(_ADD_SCRIPT, 1, key, calls, failed, timeout, latency_us, COUNTER_TTL_SECONDS)
     except REDIS_ERRORS as exc:
         _redis_failed(exc, doing="counting a provider call")
         return

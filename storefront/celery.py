@@ -2,6 +2,8 @@ import os
 
 import redis
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
+from django.db import connections
 from kombu.transport import redis as kombu_redis
 
 os.environ["DJANGO_SETTINGS_MODULE"] = os.environ.get("DJANGO_SETTINGS_MODULE") or "storefront.settings"
@@ -37,3 +39,17 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()  # each app's tasks module
 app.autodiscover_tasks(["storefront.flow"], related_name="tasks")  # the flow layer's tasks and beat jobs
 app.autodiscover_tasks(["storefront.flow"], related_name="jobs")
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _database_connections_as_a_request_has_them(task=None, **kwargs) -> None:
+    """Keep the worker's database connection between tasks, as gunicorn keeps its own between requests: closed
+    only when it errored and no longer answers, or reached CONN_MAX_AGE (its health checked again before the next
+    query, CONN_HEALTH_CHECKS). Celery would otherwise open a new PostgreSQL connection for every task; its own
+    closing is switched off by CELERY_DB_REUSE_MAX (settings)."""
+    if task is None or getattr(task.request, "is_eager", False):
+        return  # run inside the caller's own request or transaction (eager): its connection is not ours to close
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()

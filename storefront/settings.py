@@ -221,6 +221,9 @@ CELERY_BROKER_URL = REDIS_URL or "memory://"
 # kombu's Redis transport with a fix that keeps the worker alive when Redis dies under load (storefront.celery)
 CELERY_BROKER_TRANSPORT = "storefront.celery:RedisTransport" if REDIS_URL else None
 CELERY_RESULT_BACKEND = None
+# Celery's own rule closes the database connection around every task; storefront.celery keeps it as a request
+# would (closed when broken or older than CONN_MAX_AGE), so this only switches Celery's closing off.
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_SERIALIZER = "json"

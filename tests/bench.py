@@ -191,13 +191,18 @@ def main() -> None:
             order_cost_figures(stripe)
         elif "risk" in only:  # `tests/harness.py --bench risk`: the risk scoring figures alone, no report written
             risk_figures()
+        if "nodes" in only:  # `tests/harness.py --bench nodes`: the two-node run alone
+            _stack_started(stack, stripe)
+            nodes_figures(stack)
         if "stackcost" in only:  # `tests/harness.py --bench stackcost`: one paid order on the real stack alone
             from tests.load.stack_cost import paid_orders_on_the_stack
 
             _stack_started(stack, stripe)
             cost = paid_orders_on_the_stack(stack, localstripe_url=stripe.url, localstripe_pid=stripe.process.pid)
             print(
-                f"one paid order on the stack, every process: {cost['cpu_ms']:.1f} ms CPU (p50 {cost['cpu_ms_p50']:.1f})"
+                f"one paid order on the stack, every process: {cost['cpu_ms']:.1f} ms CPU to key delivered "
+                f"(p50 {cost['cpu_ms_p50']:.1f}), {cost['cpu_ms_with_email']:.1f} ms with the email sent; by process "
+                + ", ".join(f"{k} {v:.1f}" for k, v in cost["by_process_ms"].items())
             )
         if not only or "load" in only or faults_only:
             _stack_started(stack, stripe)
@@ -210,7 +215,7 @@ def main() -> None:
     if faults_only:
         print(f"\n(only {', '.join(sorted(faults_only))}: docs/benchmarks.md left as it was; logs in {stack.dir})")
         return
-    if only in ({"risk"}, {"cost"}, {"stackcost"}):
+    if only in ({"risk"}, {"cost"}, {"stackcost"}, {"nodes"}):
         print(f"\n(only the {next(iter(only))} figures: docs/benchmarks.md left as it was)")
         return
     from tests.load.report import write_report
@@ -302,19 +307,11 @@ def order_cost_figures(stripe) -> dict:
     plain SQL and a bare one-query Django view (tests/load/order_cost.py)."""
     import redis
 
-    from devtools.localstripe_process import localstripe_start
-    from tests.load.order_cost import ceiling_claim, ceiling_view, cost_table, paid_order_cost
+    from payments.providers import provider_cache_clear
+    from tests.load.order_cost import ceiling_claim, ceiling_view, cost_table, paid_order_cost, scale_up
 
-    stripe = localstripe_start()
-    try:
-        from django.conf import settings
-
-        settings.STRIPE_API_BASE = stripe.url
-        cost = paid_order_cost(
-            orders=60, localstripe=stripe, redis_client=redis.Redis.from_url(os.environ["REDIS_URL"])
-        )
-    finally:
-        stripe.stop()
+    redis_client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    cost = paid_order_cost(orders=60, localstripe=stripe, redis_client=redis_client)
     claim, view = ceiling_claim(), ceiling_view()
     to_key = {key: sum(cost["stages"][stage][key] for stage in TO_KEY) for key in cost["total"]}
     print(f"one paid order, by stage (mean of {cost['orders']}; CPU of this process, its PostgreSQL backend, Redis and")
@@ -331,7 +328,26 @@ def order_cost_figures(stripe) -> dict:
         f"a paid order = {to_key['cpu_ms'] / view['cpu_ms']:.1f} bare views, "
         f"{to_key['cpu_ms'] / claim['cpu_ms']:.0f} claims"
     )
-    return {"cost": cost, "to_key": to_key, "ceiling_claim": claim, "ceiling_view": view}
+    product = scale_up()
+    provider_cache_clear()  # new connections to localstripe: it closed the idle ones while the data went in
+    scaled = paid_order_cost(orders=60, localstripe=stripe, redis_client=redis_client, product=product)
+    scaled_to_key = {key: sum(scaled["stages"][stage][key] for stage in TO_KEY) for key in scaled["total"]}
+    print("the same with 100,000 keys in stock and a million provider calls in the health window:")
+    print(cost_table(scaled))
+    worse = {key: scaled_to_key[key] / to_key[key] - 1 for key in ("cpu_ms", "statements") if to_key[key]}
+    print(
+        "checkout to key delivered at scale: "
+        + ", ".join(f"{key} {100 * change:+.0f}%" for key, change in worse.items())
+        + " (a figure more than 10% worse would mean something grows with the data)"
+    )
+    return {
+        "cost": cost,
+        "to_key": to_key,
+        "ceiling_claim": claim,
+        "ceiling_view": view,
+        "at_scale": scaled,
+        "at_scale_to_key": scaled_to_key,
+    }
 
 
 def risk_figures() -> dict:
@@ -383,9 +399,11 @@ def load_figures(stack, *, localstripe_url: str, localstripe_pid: int, faults_on
     )
     print(
         f"one paid order on the stack, every process (gunicorn, worker, PostgreSQL, Redis, localstripe), checkout to "
-        f"delivered and emailed: {cost['cpu_ms']:.1f} ms CPU (p50 {cost['cpu_ms_p50']:.1f}; ceiling "
-        f"{ORDER_CPU_MS_MAX:.0f} to key delivered and email queued), {cost['orders']} orders one at a time"
+        f"key delivered and email queued: {cost['cpu_ms']:.1f} ms CPU (p50 {cost['cpu_ms_p50']:.1f}; ceiling "
+        f"{ORDER_CPU_MS_MAX:.0f}), {cost['cpu_ms_with_email']:.1f} ms with the email sent; "
+        f"{cost['orders']} orders one at a time"
     )
+    figures["two_nodes"] = nodes_figures(stack)
     figures["pipeline"] = scenarios.pipeline(stack, localstripe_url=localstripe_url)
     for level, row in figures["pipeline"].items():
         print(
@@ -401,6 +419,18 @@ def load_figures(stack, *, localstripe_url: str, localstripe_pid: int, faults_on
     print(f"contention: {contention['statuses']} in {contention['seconds']:.1f} s; exactly once: {contention['check']}")
     figures["faults"] = run_faults(stack)
     return figures
+
+
+def nodes_figures(stack) -> dict:
+    from tests.load.two_nodes import two_nodes
+
+    nodes = two_nodes(stack)
+    print(
+        f"two nodes (2 gunicorn, 2 workers, one PostgreSQL and Redis): {nodes['orders']} orders by {nodes['webhooks']} "
+        f"webhooks spread over both, a fifth to both: {nodes['statuses']}, {nodes['orders_per_s']:.0f} orders/s, "
+        f"{nodes['emails']} emails; exactly once: {nodes['check']}"
+    )
+    return nodes
 
 
 def run_faults(stack, names: set[str] | None = None) -> dict:

@@ -158,17 +158,21 @@ def celery_worker_on_redis():
 
 @pytest.fixture(autouse=True)
 def _default_payment_channels(request):
-    """The channels migration payments/0003 creates, back after a transactional test flushed them."""
+    """The channels migration payments/0003 creates, and the reviewers group of riskengine/0004, back after a
+    transactional test flushed them."""
     if request.node.get_closest_marker("django_db") is None:
         yield
         return
     request.getfixturevalue("_django_db_helper")
     import importlib
 
+    from django.apps import apps
+
     from payments.models import PaymentChannel
 
     for fields in importlib.import_module("payments.migrations.0003_default_channels").CHANNELS:
         PaymentChannel.objects.get_or_create(code=fields["code"], defaults=fields)
+    importlib.import_module("riskengine.migrations.0004_reviewers_group").create_reviewers_group(apps, None)
     yield
 
 

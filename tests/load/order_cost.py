@@ -97,8 +97,11 @@ def _delta(before: dict, after: dict) -> dict:
     return d
 
 
-def paid_order_cost(*, orders: int = 40, warmup: int = 5, localstripe, redis_client, trace: bool = False) -> dict:
-    """Run `warmup` + `orders` paid orders one by one; per stage, the mean cost of the measured ones."""
+def paid_order_cost(
+    *, orders: int = 40, warmup: int = 5, localstripe, redis_client, trace: bool = False, product=None
+) -> dict:
+    """Run `warmup` + `orders` paid orders one by one (of `product`, or a new one); per stage, the mean cost of the
+    measured ones."""
     import stripe
     from celery.app.task import Task
     from django.test import Client, override_settings
@@ -108,24 +111,27 @@ def paid_order_cost(*, orders: int = 40, warmup: int = 5, localstripe, redis_cli
     from tests.factories import ProductFactory, add_keys
     from tests.load.scenarios import _shopper, succeeded_event
 
-    product = ProductFactory(slug=f"cost-{time.monotonic_ns()}", max_per_order=1)
-    add_keys(product, warmup + orders)
+    if product is None:
+        product = ProductFactory(slug=f"cost-{time.monotonic_ns()}", max_per_order=1)
+        add_keys(product, warmup + orders)
     queued: list[tuple] = []
 
     def capture(task, args=None, kwargs=None, **options):
         queued.append((task, tuple(args or ()), dict(kwargs or {})))
 
+    client = Client()
     stripe_client = stripe.StripeClient("sk_test_bench", base_addresses={"api": localstripe.url})
     meter = Meter(redis_client=redis_client, localstripe_pid=localstripe.process.pid)
+    run = time.monotonic_ns()  # shoppers and events of this run only
     samples = {stage: [] for stage in STAGES}
     traced: list[str] = []
-    production = override_settings(RISK_CONFIG_RECHECK_SECONDS=1.0)  # as storefront.settings has it (tests say 0)
+    production = override_settings(RISK_CONFIG_RECHECK_SECONDS=1.0, DEBUG=False)  # as storefront.settings has it
     with mock.patch.object(Task, "apply_async", capture), meter.installed(), production:
         for i in range(warmup + orders):
             stage_costs = {}
             meter.trace = [] if trace and i == warmup else None
-            shopper = _shopper(i, "cost")
-            client = Client()  # each shopper's own browser (device cookie)
+            shopper = _shopper(i, f"cost{run}")
+            client.cookies.clear()  # each shopper's own browser (device cookie); one handler, as a server has
             before = meter.reading()
             response = client.post(
                 "/api/checkout/",
@@ -135,13 +141,16 @@ def paid_order_cost(*, orders: int = 40, warmup: int = 5, localstripe, redis_cli
             )
             assert response.status_code == 201, response.content
             token = response.json()["order_token"]
+            assert response.json()["payment"], (response.json(), localstripe.process.poll())  # opened at localstripe
             stage_costs["checkout"] = _delta(before, meter.reading())
             _mark(meter, "webhook")
             payment = Payment.objects.select_related("order").get(order__token=token)
             card = stripe_client.v1.tokens.create(params={"card": TEST_CARD})  # the shopper, at Stripe
             stripe_client.v1.payment_intents.update(payment.provider_ref, params={"payment_method": card.card.id})
             stripe_client.v1.payment_intents.confirm(payment.provider_ref)
-            payload, header = signed_stripe_event(succeeded_event(payment, event_id=f"evt_cost_{i}", expanded=False))
+            payload, header = signed_stripe_event(
+                succeeded_event(payment, event_id=f"evt_cost_{run}_{i}", expanded=False)
+            )
             before = meter.reading()
             response = client.post(
                 "/payments/webhook/stripe/", data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
@@ -238,3 +247,39 @@ def ceiling_view(*, n: int = 500) -> dict:
         wall = time.perf_counter() - started
         used = (time.process_time() - cpu) + (_proc_cpu_s(backend) - backend_cpu)
     return {"requests": n, "cpu_ms": 1000 * used / n, "per_s": n / wall}
+
+
+def scale_up(*, keys: int = 100_000, provider_calls: int = 1_000_000) -> "Product":  # noqa: F821
+    """A product with `keys` keys in stock, and `provider_calls` calls to the Stripe channel in the last 30 minutes
+    (rows in the table and in the health counters): what 300 orders a second leave behind. Written in bulk SQL;
+    the keys are placeholders that are sold, never shown."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from catalog.models import Product
+    from fulfillment.models import LicenseKey
+    from payments.health import health_counters_add
+    from payments.models import PaymentChannel, ProviderCall
+    from tests.factories import ProductFactory
+
+    product = ProductFactory(slug=f"scale-{time.monotonic_ns()}", max_per_order=1)
+    stripe = PaymentChannel.objects.get(code="stripe")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {LicenseKey._meta.db_table} (product_id, ciphertext, fingerprint, status, note, created_at)"
+            " SELECT %s, '\\x00'::bytea, 'scale-' || %s || '-' || i, 'available', '', %s FROM generate_series(1, %s) i",
+            [product.pk, product.pk, timezone.now(), keys],
+        )
+        cursor.execute(
+            f"INSERT INTO {ProviderCall._meta.db_table} (channel_id, operation, outcome, latency_ms, error, created_at)"
+            " SELECT %s, 'fetch', 'success', 120, '', %s - (i %% 1800) * interval '1 second'"
+            " FROM generate_series(1, %s) i",
+            [stripe.pk, timezone.now(), provider_calls],
+        )
+    Product.objects.filter(pk=product.pk).update(keys_available=keys)
+    # the counters the router reads: the same calls in them
+    health_counters_add(
+        channel_id=stripe.pk, outcome="success", latency_us=120_000 * provider_calls, calls=provider_calls
+    )
+    product.refresh_from_db()
+    return product

@@ -57,6 +57,7 @@ class Stack:
         self.beat: subprocess.Popen | None = None
         # Restarts of a worker or beat that died by itself (a SIGKILL sent by the bench is not counted).
         self.restarts: dict[str, int] = {"worker": 0, "beat": 0}
+        self.node_name = f"bench-{os.getpid()}"  # the Celery worker's name (one per node)
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -171,7 +172,7 @@ class Stack:
                 "--without-mingle",
                 "--without-gossip",
                 "-n",
-                f"bench-{os.getpid()}@%h",
+                f"{self.node_name}@%h",
             ],
             cwd=ROOT,
             env=self.env,
