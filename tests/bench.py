@@ -179,7 +179,7 @@ def main() -> None:
     import logging
 
     logging.getLogger().setLevel(logging.WARNING)  # the figures, not every request to localstripe
-    for noisy in ("stripe", "riskengine.velocity", "payments"):
+    for noisy in ("stripe", "riskengine.velocity", "payments", "fulfillment.stock"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     call_command("migrate", verbosity=0)
     results: dict = {"when": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine()}

@@ -19,6 +19,72 @@ def _ms(value: float) -> str:
     return f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
 
 
+STAGES = ("checkout", "webhook", "deliver_task", "email_task")
+
+
+def _stage_rows(cost: dict) -> list[str]:
+    rows = ["| stage | CPU | SQL statements | transactions | Redis commands |", "|---|---|---|---|---|"]
+    for stage, c in [*((s, cost["stages"][s]) for s in STAGES), ("total", cost["total"])]:
+        rows.append(
+            f"| {stage} | {_ms(c['cpu_ms'])} | {c['statements']:.1f} | {c['transactions']:.1f} | "
+            f"{c['redis_commands']:.0f} |"
+        )
+    return rows
+
+
+def _order_cost(figures: dict) -> list[str]:
+    to_key, scaled = figures["to_key"], figures["at_scale_to_key"]
+    claim, view = figures["ceiling_claim"], figures["ceiling_view"]
+    return [
+        "",
+        "## One paid order (in process)",
+        "",
+        "Checkout through the API (order, keys held, payment opened at localstripe), the signed webhook (charge",
+        "fetched, risk scored, key delivered), the tasks left (only the email). CPU of this process, its",
+        "PostgreSQL backend, Redis and localstripe; statements and transactions counted on the connection",
+        f"(`tests/load/order_cost.py`); mean of {figures['cost']['orders']} orders.",
+        "",
+        *_stage_rows(figures["cost"]),
+        "",
+        f"Checkout to key delivered and email queued: **{to_key['statements']:.1f} SQL statements** (ceiling 25), "
+        f"**{_ms(to_key['cpu_ms'])} CPU** (ceiling 60 ms), {to_key['transactions']:.1f} transactions.",
+        f"Floors measured in the same run: a SKIP LOCKED key claim in plain SQL {_ms(claim['cpu_ms'])} CPU; a bare",
+        f"one-query Django view {_ms(view['cpu_ms'])} CPU. A paid order costs {to_key['cpu_ms'] / view['cpu_ms']:.0f}"
+        " bare views.",
+        "",
+        "The same with 100,000 keys in stock and a million provider calls in the health window:",
+        "",
+        *_stage_rows(figures["at_scale"]),
+        "",
+        f"Checkout to key delivered at scale: {scaled['statements']:.1f} statements, {_ms(scaled['cpu_ms'])} CPU "
+        f"({100 * (scaled['cpu_ms'] / to_key['cpu_ms'] - 1):+.0f}% CPU; nothing on the hot path grows with the data).",
+    ]
+
+
+def _stack_cost(load: dict) -> list[str]:
+    lines = []
+    cost = load.get("stack_cost")
+    if cost:
+        by_process = ", ".join(f"{name} {_ms(ms)}" for name, ms in cost["by_process_ms"].items())
+        lines += [
+            "",
+            f"One paid order at a time ({cost['orders']} orders), every process of the stack counted from /proc:",
+            f"**{_ms(cost['cpu_ms'])} CPU** from checkout to key delivered and email queued, "
+            f"{_ms(cost['cpu_ms_with_email'])} with the email sent ({by_process}; localstripe's share includes",
+            "the shopper's own confirmation).",
+        ]
+    nodes = load.get("two_nodes")
+    if nodes:
+        lines += [
+            "",
+            f"Two nodes (a second gunicorn and worker on the same PostgreSQL and Redis): {nodes['orders']} orders,"
+            f" {nodes['webhooks']} webhooks spread over both (a fifth sent to both), "
+            f"{nodes['orders_per_s']:.0f} orders/s, {nodes['statuses']}, {nodes['emails']} emails. "
+            "Exactly once: passed.",
+        ]
+    return lines
+
+
 def write_report(results: dict) -> Path:
     lines = [
         "# Benchmarks",
@@ -40,8 +106,9 @@ def write_report(results: dict) -> Path:
             "",
             "gunicorn (2 workers x 4 threads, production settings), one Celery worker (2 processes) on Redis,",
             "PostgreSQL, localstripe. A webhook is signed and POSTed to gunicorn (redelivered on any non-2xx, as",
-            "Stripe does); the shop fetches the charge from localstripe, scores risk, and the worker delivers.",
-            "Latency is from the webhook POST until the key comes back from the order's reveal API.",
+            "Stripe does); the shop fetches the charge from localstripe, scores risk and delivers in the same",
+            "transaction; the worker sends the email. Latency is from the webhook POST until the key comes back",
+            "from the order's reveal API.",
             "",
             "| shoppers at once | orders | orders/s | p50 | p99 |",
             "|---|---|---|---|---|",
@@ -49,6 +116,7 @@ def write_report(results: dict) -> Path:
         for level, row in load["pipeline"].items():
             p50, p99 = _ms(row["p50_ms"]), _ms(row["p99_ms"])
             lines.append(f"| {level} | {row['orders']} | {row['orders_per_s']:.1f} | {p50} | {p99} |")
+        lines += _stack_cost(load)
         page = load["product_page"]
         lines += [
             "",
@@ -91,6 +159,8 @@ def write_report(results: dict) -> Path:
             outcome = statuses + (f" ({'; '.join(extra)})" if extra else "")
             lines.append(f"| {FAULTS[name]} | {result['orders']} | {outcome} | passed |")
     inprocess = results.get("inprocess")
+    if inprocess and "order_cost" in inprocess:
+        lines += _order_cost(inprocess["order_cost"])
     if inprocess:
         imported, webhook, risk = inprocess["import"], inprocess["webhook"], inprocess["risk"]
         lines += [
