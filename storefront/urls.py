@@ -3,15 +3,10 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from storefront import seo, shop_views, views
+from storefront.api.cart import CartApi
 from storefront.api.catalog import ProductDetailApi, ProductListApi
-from storefront.api.orders import (
-    CartApi,
-    CheckoutApi,
-    OrderPayApi,
-    OrderPaymentMethodsApi,
-    OrderRevealApi,
-    OrderStatusApi,
-)
+from storefront.api.orders import CheckoutApi, OrderPayApi, OrderPaymentMethodsApi, OrderStatusApi
+from storefront.api.reveal import OrderRevealApi
 from storefront.api_errors import api_not_found
 from storefront.media import public_media
 from storefront.webhooks import channel_webhook, stripe_webhook

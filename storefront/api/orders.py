@@ -1,4 +1,5 @@
-"""Cart, checkout and order status for a headless front end."""
+"""Checkout, order status and payment for a headless front end (the cart: storefront.api.cart; keys:
+storefront.api.reveal)."""
 
 import hashlib
 import re
@@ -17,8 +18,7 @@ from rest_framework.views import APIView
 
 from catalog.models import Product
 from fulfillment.models import KeyStatus, LicenseKey
-from fulfillment.services import order_reveal_keys
-from orders.cart import CartLine, cart_clear, cart_lines, cart_set_quantity
+from orders.cart import CartLine, cart_clear, cart_lines
 from orders.errors import MESSAGES
 from orders.models import Order, OrderStatus
 from orders.selectors import order_get_by_token
@@ -28,40 +28,12 @@ from payments.models import PaymentChannel, PaymentStatus
 from payments.providers.base import PaymentDeclined, PaymentError
 from payments.routing import channel_refusal, channels_for_order, shopper_country
 from payments.services import OrderNotPayable, OrderOutOfStock, PaymentBlocked, payment_channel_for
+from storefront.api.cart import CartLineSerializer
 from storefront.api_errors import ApiError, error_responses
 from storefront.device import device_fingerprint
 from storefront.flow.checkout import checkout_create_order, payment_confirm_card, payment_start_for_order
 from storefront.parsers import JSONParser
 from storefront.ratelimit import RATE_LIMITED_MESSAGE, client_ip, client_rate_limited
-
-
-class CartLineSerializer(serializers.Serializer):
-    product = serializers.SlugField()
-    quantity = serializers.IntegerField(min_value=0, max_value=1000)
-
-
-class CartSerializer(serializers.Serializer):
-    lines = serializers.ListField(child=serializers.DictField(), read_only=True)
-    subtotal_amount = serializers.IntegerField(read_only=True)
-    currency = serializers.CharField(read_only=True)
-
-
-def _cart_payload(session) -> dict:
-    lines = cart_lines(session)
-    return {
-        "lines": [
-            {
-                "product": line.product.slug,
-                "name": line.product.localized_name,
-                "quantity": line.quantity,
-                "unit_price": line.unit_price,
-                "line_total": line.line_total,
-            }
-            for line in lines
-        ],
-        "subtotal_amount": sum(line.line_total for line in lines),
-        "currency": lines[0].product.currency if lines else "",
-    }
 
 
 def _products(slugs) -> dict[str, Product]:
@@ -71,37 +43,6 @@ def _products(slugs) -> dict[str, Product]:
     if slugs - set(products):
         raise ApiError("product_not_found", _("No product with that slug."), status.HTTP_404_NOT_FOUND)
     return products
-
-
-def _product(slug: str) -> Product:
-    product = Product.objects.filter(slug=slug).first()
-    if product is None:
-        raise ApiError("product_not_found", _("No product with that slug."), status.HTTP_404_NOT_FOUND)
-    return product
-
-
-class CartApi(APIView):
-    """The session's cart. PUT a line to set its quantity (0 removes it)."""
-
-    @extend_schema(responses=CartSerializer, tags=["cart"])
-    def get(self, request):
-        return Response(_cart_payload(request.session))
-
-    @extend_schema(
-        request=CartLineSerializer, responses={200: CartSerializer, **error_responses(400, 404, 415)}, tags=["cart"]
-    )
-    def put(self, request):
-        data = CartLineSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        cart_set_quantity(
-            request.session, product=_product(data.validated_data["product"]), quantity=data.validated_data["quantity"]
-        )
-        return Response(_cart_payload(request.session))
-
-    @extend_schema(responses={204: None}, tags=["cart"])
-    def delete(self, request):
-        cart_clear(request.session)
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ShippingSerializer(serializers.Serializer):
@@ -445,48 +386,3 @@ class OrderPayApi(APIView):
                 status.HTTP_402_PAYMENT_REQUIRED,
             )
         return Response(_payment_payload(payment))
-
-
-class RevealRequestSerializer(serializers.Serializer):
-    line = serializers.IntegerField()
-
-
-class RevealResultSerializer(serializers.Serializer):
-    line = serializers.IntegerField()
-    keys = serializers.ListField(child=serializers.CharField())
-    redemption_instructions = serializers.CharField()
-
-
-class OrderRevealApi(APIView):
-    """A line's keys in clear. Every call is logged (time, IP, user agent) as dispute evidence."""
-
-    # JSON only: an HTML form on another site can post urlencoded, multipart or text/plain bodies without a CORS
-    # preflight, and with a leaked token would reveal the keys in the shopper's name. Those get a 415.
-    parser_classes = [JSONParser]
-
-    @extend_schema(
-        request=RevealRequestSerializer,
-        parameters=[ORDER_TOKEN],
-        responses={200: RevealResultSerializer, **error_responses(400, 404, 415)},
-        tags=["orders"],
-    )
-    def post(self, request, token: str):
-
-        order = _order_or_404(token)
-        data = RevealRequestSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        line = order.lines.select_related("product").filter(pk=data.validated_data["line"]).first()
-        if line is None:
-            raise ApiError("line_not_found", _("No such line in this order."), status.HTTP_404_NOT_FOUND)
-        keys = order_reveal_keys(
-            order=order,
-            line=line,
-            ip=client_ip(request),
-            user_agent=request.META.get("HTTP_USER_AGENT", ""),
-            channel="api",
-        )
-        response = Response(
-            {"line": line.pk, "keys": keys, "redemption_instructions": line.product.localized_redemption_instructions}
-        )
-        response["Cache-Control"] = "no-store"
-        return response
