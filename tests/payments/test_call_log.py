@@ -1,10 +1,9 @@
 """Provider calls' audit rows: queued in Redis by provider_call, written in bulk by call_log_flush (a beat job)."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from catalog.models import FulfilmentKind
 from payments.health import call_log_flush, health_counters_reset, provider_call
@@ -14,7 +13,7 @@ from tests.payments.test_channel_health import counters_cache, dead_redis
 
 pytestmark = pytest.mark.django_db
 
-NOW = timezone.now().replace(microsecond=0)
+NOW = datetime(2031, 3, 14, 12, 0, tzinfo=UTC)  # a fixed moment: the clock of the run is never read
 
 
 @pytest.fixture(autouse=True)

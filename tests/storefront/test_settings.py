@@ -154,3 +154,17 @@ def test_private_storage_switches_to_an_s3_bucket_when_configured():
     result = run(["-c", code], env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["S3Storage", "shop-private", "private", "True"]
+
+
+def test_the_migration_check_runs_in_a_bare_environment_and_a_broken_setting_says_which():
+    # Given nothing set at all (a fresh checkout, CI): makemigrations reads only the code, on the demo's settings
+    bare = {"PATH": "/usr/bin:/bin"}
+    result = run(["manage.py", "makemigrations", "--check", "--dry-run"], bare)
+    assert result.returncode == 0, result.stderr
+    assert "No changes detected" in result.stdout
+
+    # And a command that needs the production settings names the missing one, not "Models aren't loaded yet"
+    result = run(["manage.py", "check"], bare)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SECRET_KEY must be set when DEBUG is off" in result.stderr
+    assert "AppRegistryNotReady" not in result.stderr
