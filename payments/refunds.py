@@ -15,7 +15,7 @@ from orders.models import Order, OrderLine, OrderStatus
 from payments.health import provider_call
 from payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from payments.providers import provider_for_channel
-from payments.providers.base import ProviderUnavailable
+from payments.providers.base import ProviderUnavailable, RefundNotice
 from payments.services import payment_channel_for
 
 logger = logging.getLogger(__name__)
@@ -166,6 +166,51 @@ def refund_mark_settled(*, refund_id: int, provider_ref: str) -> Refund | None:
     payment_refunded(payment_id=refund.payment_id, amount=refund.amount)
     logger.info("order %s: refund of %d %s settled (%s)", refund.order_id, refund.amount, refund.currency, refund.actor)
     return refund
+
+
+def refund_for_notice(*, payment: Payment, notice: RefundNotice) -> Refund | None:
+    """Our refund a provider's notice is about: by its id, or (sent but its answer lost) the one pending for
+    the amount."""
+    known = Refund.objects.filter(payment=payment, provider_ref=notice.ref).first()
+    if known is None:
+        known = Refund.objects.filter(
+            payment=payment, status=RefundStatus.PENDING, provider_ref="", amount=notice.amount
+        ).first()
+    return known
+
+
+def refund_record_from_provider(*, payment: Payment, notice: RefundNotice, provider_name: str) -> Refund:
+    """Record, as settled, a refund made at the provider (its dashboard) on a payment locked by the caller; it
+    covers the whole order when nothing is left to refund."""
+    received = payment.amount_received or payment.amount
+    everything = (notice.payment_refunded_total or payment.refunded_amount + notice.amount) >= received
+    return Refund.objects.create(
+        payment=payment,
+        order_id=payment.order_id,
+        amount=notice.amount,
+        currency=notice.currency or payment.currency,
+        status=RefundStatus.SUCCEEDED,
+        provider_ref=notice.ref,
+        idempotency_key=f"provider-{provider_name}-{notice.ref}"[:100],
+        line_ids=[],
+        whole_order=everything,
+        reason="Refunded at the provider.",
+        actor=f"{provider_name}:dashboard",
+        settled_at=timezone.now(),
+    )
+
+
+def refund_lines_set(*, refund: Refund, line_ids: list[int]) -> None:
+    Refund.objects.filter(pk=refund.pk).update(line_ids=line_ids)
+    refund.line_ids = line_ids
+
+
+def payment_refunded_before_success(*, payment: Payment, amount: int) -> None:
+    """A refund that overtook the payment's success (locked by the caller): the payment is closed as refunded,
+    so a late success is ignored."""
+    payment.refunded_amount += amount
+    payment.status = PaymentStatus.REFUNDED
+    payment.save(update_fields=["refunded_amount", "status", "updated_at"])
 
 
 def payment_refunded(*, payment_id: int, amount: int) -> Payment:

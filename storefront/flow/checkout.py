@@ -11,9 +11,8 @@ from datetime import timedelta
 from django.db import transaction
 
 from fulfillment.keys import keys_reserve_for_order
-from orders.cart import CartLine
 from orders.models import Order
-from orders.services import ShippingAddress, order_create
+from orders.services import order_create
 from payments.models import Payment, PaymentChannel, PaymentStatus
 from payments.providers.base import PaymentDeclined, PaymentError
 from payments.services import (
@@ -38,30 +37,10 @@ from storefront.flow.payment import payment_apply_snapshot
 
 
 @transaction.atomic
-def checkout_create_order(
-    *,
-    lines: list[CartLine],
-    email: str,
-    shipping: ShippingAddress | None,
-    locale: str,
-    purchase_ip: str | None,
-    user_agent: str,
-    device_id: str = "",
-    device_fingerprint: str = "",
-    actor: str = "shopper",
-) -> Order:
-    """Create the pending order (orders.services.order_create) and count it for the risk engine's velocity."""
-    order = order_create(
-        lines=lines,
-        email=email,
-        shipping=shipping,
-        locale=locale,
-        purchase_ip=purchase_ip,
-        user_agent=user_agent,
-        device_id=device_id,
-        device_fingerprint=device_fingerprint,
-        actor=actor,
-    )
+def checkout_create_order(**details) -> Order:
+    """Create the pending order (orders.services.order_create takes these `details`: lines, email, shipping,
+    locale, purchase IP, user agent, device) and count it for the risk engine's velocity."""
+    order = order_create(**details)
     risk_record_event(order=order, event="order_placed")
     payments_none_yet(order)
     return order

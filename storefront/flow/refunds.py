@@ -32,12 +32,16 @@ from payments.refunds import (
     NothingCharged,
     RefundNotAllowed,
     payment_refunded,
+    payment_refunded_before_success,
     refund_at_provider,
     refund_duplicate_prepare,
     refund_failed,
+    refund_for_notice,
     refund_line_ids,
+    refund_lines_set,
     refund_mark_settled,
     refund_prepare,
+    refund_record_from_provider,
 )
 from payments.services import payment_find, payment_lock
 from riskengine.review import review_cases_close_for_refund
@@ -167,11 +171,7 @@ def refund_notice_apply(*, provider_name: str, notice: RefundNotice) -> str:
         logger.warning("%s refund %s for an unknown payment", provider_name, notice.ref)
         return "unknown_payment"
     order = order_lock(order_id=payment.order_id)
-    known = Refund.objects.filter(payment=payment, provider_ref=notice.ref).first()
-    if known is None:  # ours, sent but not settled (its answer was lost): the one pending for this amount
-        known = Refund.objects.filter(
-            payment=payment, status=RefundStatus.PENDING, provider_ref="", amount=notice.amount
-        ).first()
+    known = refund_for_notice(payment=payment, notice=notice)
     if known is not None:
         if known.status == RefundStatus.SUCCEEDED:
             return "duplicate"
@@ -183,28 +183,13 @@ def refund_notice_apply(*, provider_name: str, notice: RefundNotice) -> str:
     if notice.status == "failed":
         return "ignored"
     payment = payment_lock(payment_id=payment.pk)
-    received = payment.amount_received or payment.amount
-    everything = (notice.payment_refunded_total or payment.refunded_amount + notice.amount) >= received
-    refund = Refund.objects.create(
-        payment=payment,
-        order=order,
-        amount=notice.amount,
-        currency=notice.currency or payment.currency,
-        status=RefundStatus.SUCCEEDED,
-        provider_ref=notice.ref,
-        idempotency_key=f"provider-{provider_name}-{notice.ref}"[:100],
-        line_ids=[],
-        whole_order=everything,
-        reason="Refunded at the provider.",
-        actor=f"{provider_name}:dashboard",
-        settled_at=timezone.now(),
-    )
+    refund = refund_record_from_provider(payment=payment, notice=notice, provider_name=provider_name)
     if payment.status != PaymentStatus.SUCCEEDED:
         return _refund_before_success(order=order, payment=payment, refund=refund)
     payment_refunded(payment_id=payment.pk, amount=notice.amount)
-    if everything and order.status in REFUNDABLE:
+    if refund.whole_order and order.status in REFUNDABLE:
         open_lines = list(order.lines.filter(refunded_at__isnull=True).values_list("pk", flat=True))
-        Refund.objects.filter(pk=refund.pk).update(line_ids=open_lines)
+        refund_lines_set(refund=refund, line_ids=open_lines)
         _withdraw(order=order, line_ids=open_lines, whole=True, actor=refund.actor, reason=refund.reason)
         return "refunded"
     order_payment_state_set(order=order, state=PaymentState.PARTIALLY_REFUNDED, actor=refund.actor)
@@ -223,9 +208,7 @@ def _refund_before_success(*, order: Order, payment: Payment, refund: Refund) ->
 
     The payment is closed as refunded, so a late success is ignored, and an unpaid order is cancelled.
     """
-    payment.refunded_amount += refund.amount
-    payment.status = PaymentStatus.REFUNDED
-    payment.save(update_fields=["refunded_amount", "status", "updated_at"])
+    payment_refunded_before_success(payment=payment, amount=refund.amount)
     if order.status == OrderStatus.PENDING_PAYMENT:
         order_transition(
             order=order,
