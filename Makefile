@@ -2,7 +2,11 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum requirements.lock.txt | cut -d' ' -f1)
+# Two locks with hashes, written by `make lock` (uv) from pyproject.toml: requirements.lock.txt is what runs the shop
+# (the production image installs it alone), requirements-dev.lock.txt adds the tools and the test suite (.venv).
+LOCK := requirements.lock.txt
+DEV_LOCK := requirements-dev.lock.txt
+STAMP := $(VENV)/.installed-$(shell cksum $(DEV_LOCK) | cut -d' ' -f1)
 # The browser tests drive Debian's Chromium (Playwright's own browser download is not used); the font
 # draws the Simplified Chinese pages in their screenshots.
 E2E_APT := apt-get install -y chromium fonts-wqy-microhei
@@ -13,17 +17,24 @@ AXE_VERSION := 4.10.3
 LIGHTHOUSE_DIR := .cache/lighthouse
 LIGHTHOUSE_VERSION := 12.2.3
 
-.PHONY: install demo test lint format e2e chromium lighthouse bench risk-figures messages clean
+.PHONY: install lock demo test lint format e2e chromium lighthouse bench risk-figures messages clean
 
-$(STAMP): requirements.lock.txt
+$(STAMP): $(DEV_LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found %d.%d)" % sys.version_info[:2])'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.lock.txt
+	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 install: $(STAMP)
+
+## lock: write both locks from pyproject.toml, keeping every pin that still fits; move one package on with
+## `make lock UPGRADE="--upgrade-package stripe"` (or UPGRADE=--upgrade for all), then `make install`
+LOCK_FLAGS := --generate-hashes --universal --python-version 3.11 --custom-compile-command "make lock" --quiet
+lock: install
+	$(VENV)/bin/uv pip compile pyproject.toml --extra s3 --extra dev $(LOCK_FLAGS) $(UPGRADE) -o $(DEV_LOCK)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra s3 -c $(DEV_LOCK) $(LOCK_FLAGS) -o $(LOCK)
 
 # storefront.settings is production only (DEBUG off, every secret required); the demo and the tools below
 # use the demo's settings: DEBUG, development secrets, the SQLite file, Celery eager.

@@ -12,6 +12,17 @@ class FulfilmentKind(models.TextChoices):
     MEMBERSHIP = "membership", _("Membership")
 
 
+class BillingInterval(models.TextChoices):
+    """How often a subscription product renews; empty for a one-off product."""
+
+    MONTH = "month", _("Monthly")
+    QUARTER = "quarter", _("Quarterly")
+    YEAR = "year", _("Yearly")
+
+
+SUBSCRIBABLE_KINDS = (FulfilmentKind.MEMBERSHIP, FulfilmentKind.DOWNLOAD)
+
+
 class StockDisplay(models.TextChoices):
     STATUS = "status", _("In stock / low / sold out")
     COUNT = "count", _("Exact count")
@@ -99,12 +110,20 @@ class Product(models.Model):
         "auth.Group", null=True, blank=True, on_delete=models.PROTECT, verbose_name=_("membership group")
     )
     membership_days = models.PositiveIntegerField(_("membership length (days)"), default=30)
+    # Subscriptions: sold by period and renewed by the shop itself (storefront.flow.renewals)
+    billing_interval = models.CharField(
+        _("renews every"),
+        max_length=10,
+        choices=BillingInterval.choices,
+        blank=True,
+        help_text=_("Leave empty for a one-off purchase. Memberships and downloads can renew."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(condition=models.Q(price_amount__gt=0), name="product_price_positive"),
+            models.CheckConstraint(condition=models.Q(price_amount__gte=0), name="product_price_not_negative"),
             models.CheckConstraint(condition=models.Q(max_per_order__gte=1), name="product_max_per_order_min_1"),
         ]
 
@@ -116,6 +135,10 @@ class Product(models.Model):
         return self.kind == FulfilmentKind.PHYSICAL
 
     @property
+    def renews(self) -> bool:
+        return bool(self.billing_interval)
+
+    @property
     def localized_name(self) -> str:
         if (get_language() or "").lower().startswith("zh") and self.name_zh_hans:
             return self.name_zh_hans
@@ -125,6 +148,17 @@ class Product(models.Model):
     def is_reusable_key(self) -> bool:
         """One shared code sold any number of times instead of a pool of single-use keys."""
         return self.kind == FulfilmentKind.LICENSE_KEY and self.shared_key_ciphertext is not None
+
+    @property
+    def keys_unlimited(self) -> bool:
+        """Keys that never run out: one shared code, or keys generated at delivery (the product's
+        fulfillment.LicensePolicy, read through its reverse accessor: catalog imports nothing above it)."""
+        if self.kind != FulfilmentKind.LICENSE_KEY:
+            return False
+        if self.shared_key_ciphertext is not None:
+            return True
+        policy = getattr(self, "license_policy", None)  # cached on the instance, None included
+        return policy is not None and policy.key_source == "generated"
 
     def _localized(self, field: str) -> str:
         if (get_language() or "").lower().startswith("zh"):

@@ -1,3 +1,4 @@
+from django.contrib.auth import get_user_model
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
 from django.db.models import Q, QuerySet
@@ -16,7 +17,10 @@ def product_get_for_sale(*, slug: str) -> Product:
 
 def product_list_for_shelf() -> QuerySet[Product]:
     """Products on sale as the shop's pages show them, with their category, images and price breaks fetched along."""
-    return product_list_for_sale().select_related("category").prefetch_related("images", "price_breaks")
+    # license_policy: whether its keys are generated (Product.keys_unlimited), read in the same query
+    return (
+        product_list_for_sale().select_related("category", "license_policy").prefetch_related("images", "price_breaks")
+    )
 
 
 def product_get_for_page(*, slug: str) -> Product:
@@ -62,7 +66,7 @@ def product_stock_label(product: Product) -> dict:
     The count is shown only when the merchant chose exact counts for the product. It is the product's
     `keys_available` counter, kept by the writes that move keys (fulfillment.stock).
     """
-    if product.kind != FulfilmentKind.LICENSE_KEY or product.is_reusable_key:
+    if product.kind != FulfilmentKind.LICENSE_KEY or product.keys_unlimited:
         return {"state": "in_stock", "count": None}
     available = max(product.keys_available, 0)
     if available <= 0:
@@ -76,6 +80,23 @@ def product_stock_label(product: Product) -> dict:
 
 def product_in_stock(product: Product) -> bool:
     """Whether a shopper can buy at least one unit now."""
-    if product.kind != FulfilmentKind.LICENSE_KEY or product.is_reusable_key:
+    if product.kind != FulfilmentKind.LICENSE_KEY or product.keys_unlimited:
         return True
     return product.keys_available > 0
+
+
+def merchant_emails() -> list[str]:
+    """Active staff with an email address who may change products (the merchants), superusers included: who is
+    told about low stock, held orders, disputes and failing channels."""
+    return list(
+        get_user_model()
+        .objects.filter(is_active=True, is_staff=True)
+        .exclude(email="")
+        .filter(
+            Q(is_superuser=True)
+            | Q(user_permissions__codename="change_product", user_permissions__content_type__app_label="catalog")
+            | Q(groups__permissions__codename="change_product", groups__permissions__content_type__app_label="catalog")
+        )
+        .values_list("email", flat=True)
+        .distinct()
+    )

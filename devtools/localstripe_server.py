@@ -4,9 +4,10 @@ localstripe itself binds every interface and keeps its state in /tmp; this wrapp
 loopback only, keeps state in --state-dir (or in memory), and can register the shop's
 webhook at start. Used by `make demo` and the test suite; never in production.
 
-It also fills three gaps of localstripe where Stripe's behaviour is documented and the shop
-depends on it (see _fill_gaps): payment intents listed by `created` (reconciliation), the fee on a
-charge's balance transaction (Stripe's standard 2.9% + 30; localstripe says 0), and disputes
+It also fills gaps of localstripe where Stripe's behaviour is documented and the shop depends on it
+(see _fill_gaps): payment intents listed by `created` (reconciliation), `off_session` on confirm
+(subscription renewals), the fee on a charge's balance transaction (Stripe's standard 2.9% + 30;
+localstripe says 0), and disputes
 (`/v1/disputes`, created by `POST /_config/disputes` with a signed `charge.dispute.created` webhook,
 evidence submitted by `POST /v1/disputes/{id}`).
 
@@ -49,7 +50,7 @@ def _fill_gaps(app) -> None:
     from localstripe import resources
     from localstripe.errors import UserError
     from localstripe.resources import BalanceTransaction, Charge, PaymentIntent, StripeObject, try_convert_to_int
-    from localstripe.server import api_retrieve, get_post_data, json_response
+    from localstripe.server import api_extra, api_retrieve, get_post_data, json_response
     from localstripe.webhooks import schedule_webhook
 
     listed = PaymentIntent._api_list_all.__func__
@@ -77,6 +78,18 @@ def _fill_gaps(app) -> None:
             self.fee_details = [{"amount": self.fee, "currency": self.currency, "type": "stripe_fee"}]
 
     BalanceTransaction.__init__ = with_fee
+
+    confirm = PaymentIntent._api_confirm.__func__
+
+    def confirm_off_session(cls, id, off_session=None, **kwargs):
+        """Stripe takes `off_session` on confirm (the shopper is away: a bank that wants them fails the payment
+        as requires_action); localstripe refuses the parameter. Its outcome is the same here either way."""
+        return confirm(cls, id, **kwargs)
+
+    PaymentIntent._api_confirm = classmethod(confirm_off_session)
+    for route in app.router.routes():  # the route holds the function it was made with
+        if route.method == "POST" and route.resource.canonical == "/v1/payment_intents/{id}/confirm":
+            route._handler = api_extra(PaymentIntent._api_confirm, route.resource.canonical)
 
     class Dispute(StripeObject):
         object = "dispute"

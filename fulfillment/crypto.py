@@ -10,7 +10,7 @@ import hashlib
 import hmac
 from functools import lru_cache
 
-from cryptography.fernet import Fernet, MultiFernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
 
@@ -29,6 +29,25 @@ def encrypt_secret(plaintext: str) -> bytes:
 
 def decrypt_secret(ciphertext: bytes) -> str:
     return _current().decrypt(bytes(ciphertext)).decode("utf-8")
+
+
+@lru_cache(maxsize=4)
+def _fernets(keys: tuple[str, ...]) -> tuple[Fernet, ...]:
+    return tuple(Fernet(k.encode()) for k in keys)
+
+
+def decrypt_secret_naming_key(ciphertext: bytes) -> tuple[str, int]:
+    """The plaintext and the position in KEY_ENCRYPTION_KEYS of the key that opens it (0: the current one).
+
+    Raises cryptography.fernet.InvalidToken when none of the configured keys does (verify_integrity).
+    """
+    token = bytes(ciphertext)
+    for position, fernet in enumerate(_fernets(tuple(settings.KEY_ENCRYPTION_KEYS))):
+        try:
+            return fernet.decrypt(token).decode("utf-8"), position
+        except InvalidToken:
+            continue
+    raise InvalidToken
 
 
 def reencrypt_secret(ciphertext: bytes) -> bytes:

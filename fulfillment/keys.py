@@ -80,6 +80,8 @@ def keys_reserve_for_order(*, order: Order, actor: str = "checkout", first_hold:
             if line.kind == FulfilmentKind.LICENSE_KEY and not line.product.is_reusable_key
         ]
         for line in lines:
+            if line.product.keys_available < line.quantity and line.product.keys_unlimited:
+                continue  # generated at delivery (a generated product has no pool to hold from)
             now = timezone.now()
             until = now + timedelta(minutes=line.product.reservation_minutes)
             held = (

@@ -1,3 +1,7 @@
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -77,6 +81,7 @@ class KeyEventType(models.TextChoices):
     UNLOCKED = "unlocked", _("Unlocked")
     RETIRED = "retired", _("Retired")
     EXPORTED = "exported", _("Exported")
+    GENERATED = "generated", _("Generated")
 
 
 class KeyEvent(models.Model):
@@ -174,3 +179,119 @@ class KeyImport(models.Model):
     @property
     def percent(self) -> int:
         return int(100 * self.processed_lines / self.total_lines) if self.total_lines else 0
+
+
+class KeySource(models.TextChoices):
+    POOL = "pool", _("Imported pool (or a shared key)")
+    GENERATED = "generated", _("Generated at delivery")
+
+
+# At least 12 random characters (60 bits from a 32-letter alphabet): a generated key cannot be guessed.
+KEY_PATTERN = RegexValidator(
+    r"^(?=(?:[^X]*X){12})[A-Z0-9X-]{12,64}$",
+    _(
+        "Use X for each random character (at least 12 of them), with dashes, digits or capitals between, "
+        "for example XXXX-XXXX-XXXX-XXXX."
+    ),
+)
+
+
+class LicensePolicy(models.Model):
+    """How a license-key product's keys are made and tracked by the license API (none: an untracked pool).
+
+    Generated keys are always tracked; imported pool keys opt in with `track_pool_keys`.
+    """
+
+    product = models.OneToOneField("catalog.Product", on_delete=models.CASCADE, related_name="license_policy")
+    key_source = models.CharField(_("keys come from"), max_length=10, choices=KeySource.choices, default=KeySource.POOL)
+    pattern = models.CharField(
+        _("generated key pattern"), max_length=64, default="XXXX-XXXX-XXXX-XXXX", validators=[KEY_PATTERN]
+    )
+    track_pool_keys = models.BooleanField(
+        _("track pool keys in the license API"), default=False, help_text=_("Generated keys are always tracked.")
+    )
+    activation_limit = models.PositiveIntegerField(
+        _("activation limit"), null=True, blank=True, help_text=_("Machines per key; empty: unlimited.")
+    )
+    expires_after_days = models.PositiveIntegerField(
+        _("expires after (days)"), null=True, blank=True, help_text=_("Counted from delivery; empty: never.")
+    )
+
+    class Meta:
+        verbose_name = _("license policy")
+        verbose_name_plural = _("license policy")
+
+    def __str__(self) -> str:
+        return f"{self.get_key_source_display()} keys of product {self.product_id}"
+
+    @property
+    def tracked(self) -> bool:
+        return self.key_source == KeySource.GENERATED or self.track_pool_keys
+
+    def clean(self) -> None:
+        """A product that still has unsold pool keys cannot switch to generated keys: they would be stranded."""
+        if self.key_source != KeySource.GENERATED or not self.product_id:
+            return
+        unsold = LicenseKey.objects.filter(
+            product_id=self.product_id, status__in=[KeyStatus.AVAILABLE, KeyStatus.RESERVED]
+        ).count()
+        if unsold:
+            raise ValidationError(
+                _("This product still has %(count)s unsold key(s) in its pool. Retire them before generating keys."),
+                params={"count": unsold},
+            )
+
+
+class License(models.Model):
+    """A sold key the merchant's software can activate, validate and deactivate (the license API).
+
+    Found by the key's HMAC fingerprint, never by decrypting. Its status is derived (fulfillment.licenses):
+    revoked with its key (a refund, a dispute), disabled by the merchant, expired, else active or inactive.
+    `activation_usage` is kept by every activation and deactivation under this row's lock.
+    """
+
+    key = models.OneToOneField(LicenseKey, on_delete=models.PROTECT, related_name="license")
+    product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="licenses")
+    fingerprint = models.CharField(max_length=64, unique=True)
+    activation_limit = models.PositiveIntegerField(null=True, blank=True)
+    activation_usage = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    disabled = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(activation_limit__isnull=True)
+                | models.Q(activation_usage__lte=models.F("activation_limit")),
+                name="license_usage_within_limit",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"License #{self.pk} of product {self.product_id}"
+
+
+class LicenseActivation(models.Model):
+    """One machine (instance) a license is activated on; kept after deactivation as a record."""
+
+    license = models.ForeignKey(License, on_delete=models.CASCADE, related_name="activations")
+    instance_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField()
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+    deactivated_by = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["license", "name"],
+                condition=models.Q(deactivated_at__isnull=True),
+                name="licenseactivation_one_live_per_name",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.instance_id})"

@@ -4,6 +4,7 @@ import logging
 import secrets
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import signing
 from django.core.files import File
@@ -13,8 +14,12 @@ from django.utils import timezone
 
 from catalog.models import FulfilmentKind
 from fulfillment.crypto import decrypt_secret
+from fulfillment.generation import keys_generate_for_line
 from fulfillment.keys import keys_claim_for_line
-from fulfillment.models import DeliveryAccess, KeyStatus, LicenseKey, Membership
+from fulfillment.licenses import licenses_create_for_line, policy_for_product
+from fulfillment.models import DeliveryAccess, KeySource, KeyStatus, LicenseKey, Membership
+from fulfillment.signals import order_delivered
+from orders.coupons import coupon_issue_for_waiting
 from orders.models import Order, OrderEventType, OrderLine, OrderStatus
 from orders.selectors import order_lines
 from orders.status import determine_fulfilment_status, order_event_record, order_lock, order_transition
@@ -38,8 +43,13 @@ def _deliver_line(line: OrderLine, now, *, first_time: bool) -> None:
     if line.kind == FulfilmentKind.LICENSE_KEY and not line.product.is_reusable_key:
         filled = set() if first_time else set(line.license_keys.values_list("unit_index", flat=True))
         missing = [i for i in range(line.quantity) if i not in filled]
-        if keys_claim_for_line(line=line, units=missing) < len(missing):
+        policy = policy_for_product(line.product)  # generated keys, license tracking (fulfillment.licenses)
+        if policy is not None and policy.key_source == KeySource.GENERATED:
+            keys_generate_for_line(line=line, units=missing, pattern=policy.pattern, now=now)
+        elif keys_claim_for_line(line=line, units=missing) < len(missing):
             return
+        if policy is not None and policy.tracked:
+            licenses_create_for_line(line=line, policy=policy, now=now)
     elif line.kind == FulfilmentKind.SERVICE:
         line.booking_reference = line.booking_reference or "BK-" + secrets.token_hex(4).upper()
     elif line.kind == FulfilmentKind.MEMBERSHIP:
@@ -66,6 +76,7 @@ def order_deliver_locked(*, order: Order, actor: str = "fulfillment", events: li
     lines = order_lines(order)
     now = timezone.now()
     first_time = order.status == OrderStatus.PAID  # nothing of it delivered yet: no key claimed for its lines
+    waited = order.status == OrderStatus.AWAITING_STOCK
     for line in lines:
         if not line.delivered_at and not line.requires_shipping and not line.refunded_at:
             _deliver_line(line, now, first_time=first_time)
@@ -73,9 +84,14 @@ def order_deliver_locked(*, order: Order, actor: str = "fulfillment", events: li
     if target == order.status:
         return order
     order = order_transition(order=order, to_status=target, actor=actor, locked=True, events=events)
+    if target in (OrderStatus.FULFILLED, OrderStatus.AWAITING_SHIPMENT):
+        order_delivered.send(sender=Order, order=order, delivered_at=now)
     email = "order_awaiting_stock" if target == OrderStatus.AWAITING_STOCK else "order_delivered"
     # robust: a broker outage must not fail the request that delivered; the page works without email
     transaction.on_commit(lambda: send_order_email.delay(order.pk, email), robust=True)
+    if waited and target != OrderStatus.AWAITING_STOCK and coupon_issue_for_waiting(order=order, now=now):
+        # the merchant's thanks for waiting (orders.coupons), once per order, after the delivery email
+        transaction.on_commit(lambda: send_order_email.delay(order.pk, "coupon_for_waiting"), robust=True)
     return order
 
 
@@ -107,17 +123,30 @@ def membership_grant(*, line: OrderLine, now) -> Membership:
     group = line.product.membership_group
     if group is None:
         raise ValueError(f"membership product {line.product_id} has no group")
+    if line.order.subscription_id:  # the paid period, and the grace a failed renewal's retries need
+        ends_at = line.order.subscription.current_period_end + timedelta(days=settings.SUBSCRIPTION_GRACE_DAYS)
+    else:
+        ends_at = now + timedelta(days=line.product.membership_days * line.quantity)
     membership, _ = Membership.objects.get_or_create(
-        line=line,
-        defaults={
-            "user": user,
-            "group": group,
-            "starts_at": now,
-            "ends_at": now + timedelta(days=line.product.membership_days * line.quantity),
-        },
+        line=line, defaults={"user": user, "group": group, "starts_at": now, "ends_at": ends_at}
     )
     user.groups.add(group)
     return membership
+
+
+def subscription_access_extend(*, subscription_id: int, until) -> int:
+    """Move the end of a subscription's open memberships to `until` (a free period, a card recovered)."""
+    return Membership.objects.filter(line__order__subscription_id=subscription_id, ended=False).update(ends_at=until)
+
+
+def subscription_access_end(*, subscription_id: int, now=None) -> int:
+    """End a cancelled subscription's memberships now (download links run out by themselves)."""
+    open_ones = list(
+        Membership.objects.filter(line__order__subscription_id=subscription_id, ended=False).select_related(
+            "user", "group"
+        )
+    )
+    return memberships_end(memberships=open_ones, now=now)
 
 
 def memberships_end(*, memberships: list[Membership] | None = None, now=None) -> int:

@@ -14,13 +14,14 @@ keys_stock_recount, run now and then, compares the counters with the keys and fi
 import logging
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import Count, F, FilteredRelation, Q
 
 from catalog.models import FulfilmentKind, Product
+from catalog.selectors import merchant_emails
 from fulfillment.models import KeyStatus
+from fulfillment.signals import stock_low
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def _low_stock_check(*, product_id: int) -> None:
             available=product.keys_available,
             threshold=product.low_stock_threshold,
             alerted=product.low_stock_alerted,
-            reusable=product.is_reusable_key,
+            reusable=product.keys_unlimited,
         )
 
 
@@ -96,6 +97,7 @@ def _low_stock_decide(*, product_id: int, available: int, threshold: int, alerte
     flipped = Product.objects.filter(pk=product_id, low_stock_alerted=not low).update(low_stock_alerted=low)
     if low and flipped:
         transaction.on_commit(lambda: stock_alert_send(product_id=product_id))
+        stock_low.send(sender=Product, product_id=product_id, available=available, threshold=threshold)
 
 
 def keys_stock(product: Product) -> int:
@@ -106,18 +108,7 @@ def keys_stock(product: Product) -> int:
 def stock_alert_send(*, product_id: int) -> None:
     """Email the merchants (staff who may change products) that a product is low on keys."""
     product = Product.objects.get(pk=product_id)
-    recipients = list(
-        get_user_model()
-        .objects.filter(is_active=True, is_staff=True)
-        .exclude(email="")
-        .filter(
-            Q(is_superuser=True)
-            | Q(user_permissions__codename="change_product", user_permissions__content_type__app_label="catalog")
-            | Q(groups__permissions__codename="change_product", groups__permissions__content_type__app_label="catalog")
-        )
-        .values_list("email", flat=True)
-        .distinct()
-    )
+    recipients = merchant_emails()
     if not recipients:
         logger.warning("product %s is low on stock and no merchant has an email address", product_id)
         return

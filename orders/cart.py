@@ -6,6 +6,7 @@ from catalog.models import Product
 from orders.errors import CheckoutError
 
 SESSION_KEY = "cart"
+COUPON_SESSION_KEY = "cart_coupon"
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,22 @@ def cart_add(session, *, product: Product, quantity: int = 1) -> None:
 
 def cart_clear(session) -> None:
     _write(session, {})
+    session.pop(COUPON_SESSION_KEY, None)
+
+
+def cart_coupon_read(session) -> str:
+    """The coupon code the shopper entered in the cart ("" when none); checked again at checkout."""
+    code = session.get(COUPON_SESSION_KEY)
+    return code if isinstance(code, str) else ""
+
+
+def cart_coupon_set(session, *, code: str) -> None:
+    """Keep a coupon code with the cart ("" removes it)."""
+    if code:
+        session[COUPON_SESSION_KEY] = code[:40]
+    else:
+        session.pop(COUPON_SESSION_KEY, None)
+    session.modified = True
 
 
 def cart_lines(session) -> list[CartLine]:

@@ -77,7 +77,9 @@ class Order(models.Model):
     currency = models.CharField(max_length=3)
     subtotal_amount = models.PositiveIntegerField()
     shipping_amount = models.PositiveIntegerField(default=0)
+    discount_amount = models.PositiveIntegerField(default=0)  # the coupon's, off the lines (never shipping)
     total_amount = models.PositiveIntegerField()
+    coupon = models.ForeignKey("orders.Coupon", null=True, blank=True, on_delete=models.PROTECT, related_name="orders")
     ship_name = models.CharField(max_length=200, blank=True)
     ship_line1 = models.CharField(max_length=200, blank=True)
     ship_line2 = models.CharField(max_length=200, blank=True)
@@ -95,6 +97,11 @@ class Order(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # A subscription's first order, or its renewal for one period (one order per period: the unique constraint)
+    subscription = models.ForeignKey(
+        "orders.Subscription", null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
+    )
+    subscription_period = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -107,8 +114,16 @@ class Order(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(total_amount=models.F("subtotal_amount") + models.F("shipping_amount")),
+                condition=models.Q(
+                    total_amount=models.F("subtotal_amount") + models.F("shipping_amount") - models.F("discount_amount")
+                ),
                 name="order_total_is_sum",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(discount_amount__lte=models.F("subtotal_amount")), name="order_discount_within_lines"
+            ),
+            models.UniqueConstraint(
+                fields=["subscription", "subscription_period"], name="order_one_per_subscription_period"
             ),
         ]
 
@@ -128,6 +143,7 @@ class OrderLine(models.Model):
     unit_price = models.PositiveIntegerField()
     quantity = models.PositiveSmallIntegerField()
     line_total = models.PositiveIntegerField()
+    discount_amount = models.PositiveIntegerField(default=0)  # this line's share of the order's coupon
     delivered_at = models.DateTimeField(null=True, blank=True)
     shipped_at = models.DateTimeField(null=True, blank=True)
     booking_reference = models.CharField(max_length=20, blank=True)
@@ -138,6 +154,9 @@ class OrderLine(models.Model):
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(condition=models.Q(quantity__gte=1), name="orderline_quantity_min_1"),
+            models.CheckConstraint(
+                condition=models.Q(discount_amount__lte=models.F("line_total")), name="orderline_discount_within_line"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -146,6 +165,11 @@ class OrderLine(models.Model):
     @property
     def requires_shipping(self) -> bool:
         return self.kind == FulfilmentKind.PHYSICAL
+
+    @property
+    def paid_amount(self) -> int:
+        """What the shopper paid for this line: its total less its share of the coupon (what a refund returns)."""
+        return self.line_total - self.discount_amount
 
     @property
     def is_done(self) -> bool:
@@ -184,3 +208,193 @@ class OrderEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.from_status}->{self.to_status}"
+
+
+class SubscriptionStatus(models.TextChoices):
+    ACTIVE = "active", _("Active")
+    PAST_DUE = "past_due", _("Past due")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class SubscriptionEventType(models.TextChoices):
+    STARTED = "started", _("Started")
+    RENEWED = "renewed", _("Renewed")
+    RENEWAL_FAILED = "renewal_failed", _("Renewal failed")
+    RECOVERED = "recovered", _("Recovered after a failed renewal")
+    REMINDER_SENT = "reminder_sent", _("Renewal reminder sent")
+    CANCEL_REQUESTED = "cancel_requested", _("Set to cancel at period end")
+    RESUMED = "resumed", _("Resumed")
+    CARD_UPDATED = "card_updated", _("Card updated")
+    FREE_PERIOD = "free_period", _("Free period given")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+def new_subscription_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Subscription(models.Model):
+    """A shopper's subscription to a product sold by period. The shop charges each period itself (a saved card,
+    off-session) or, for PayPal, asks the shopper to pay each period from a link. Changes only through
+    orders.subscriptions."""
+
+    token = models.CharField(max_length=64, unique=True, default=new_subscription_token, editable=False)
+    email = models.EmailField()
+    locale = models.CharField(max_length=10, default="en")
+    product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="subscriptions")
+    interval = models.CharField(max_length=10)  # catalog.BillingInterval, as sold
+    quantity = models.PositiveSmallIntegerField(default=1)
+    unit_price = models.PositiveIntegerField()  # minor units, the price the shopper agreed to
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=20, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE)
+    # How renewals are paid: the channel of the first payment and, for a saved card, the provider's references
+    provider = models.CharField(max_length=20)
+    channel_code = models.CharField(max_length=50, blank=True)
+    customer_ref = models.CharField(max_length=100, blank=True)
+    method_ref = models.CharField(max_length=100, blank=True)
+    periods_paid = models.PositiveIntegerField(default=1)
+    current_period_start = models.DateTimeField()
+    current_period_end = models.DateTimeField()
+    next_attempt_at = models.DateTimeField(null=True, blank=True)  # when the sweeper next tries to renew
+    failed_attempts = models.PositiveSmallIntegerField(default=0)  # for the period now due
+    reminded_period = models.PositiveIntegerField(default=0)  # the last period whose reminder went out
+    cancel_at_period_end = models.BooleanField(default=False)
+    cancel_reason = models.CharField(max_length=300, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="subscription_due"),
+            models.Index(fields=["email"], name="subscription_email"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product} / {self.email}"
+
+    @property
+    def amount(self) -> int:
+        return self.unit_price * self.quantity
+
+    @property
+    def saved_card(self) -> bool:
+        return bool(self.customer_ref and self.method_ref)
+
+
+class SubscriptionEvent(models.Model):
+    """What happened to a subscription, in order: its history for the shopper, staff and the dashboard."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=30, choices=SubscriptionEventType.choices)
+    period = models.PositiveIntegerField(null=True, blank=True)
+    actor = models.CharField(max_length=100)
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["type", "created_at"], name="subscription_event_type")]
+
+    def __str__(self) -> str:
+        return f"{self.type} ({self.period or '-'})"
+
+
+class CouponKind(models.TextChoices):
+    PERCENT = "percent", _("Percent off")
+    FIXED = "fixed", _("Fixed amount off")
+
+
+class Coupon(models.Model):
+    """A discount code. Its rules are checked and its uses written only by orders.coupons."""
+
+    code = models.CharField(_("code"), max_length=40, unique=True, help_text=_("Shoppers may type it in any case."))
+    kind = models.CharField(_("kind"), max_length=10, choices=CouponKind.choices, default=CouponKind.PERCENT)
+    percent_off = models.PositiveSmallIntegerField(_("percent off"), default=0)
+    amount_off = models.PositiveIntegerField(_("amount off (minor units)"), default=0)
+    currency = models.CharField(
+        _("currency"),
+        max_length=3,
+        blank=True,
+        help_text=_("Needed for a fixed amount or a minimum order; the coupon then applies only in this currency."),
+    )
+    products = models.ManyToManyField(
+        "catalog.Product", blank=True, related_name="coupons", verbose_name=_("only these products")
+    )
+    categories = models.ManyToManyField(
+        "catalog.Category", blank=True, related_name="coupons", verbose_name=_("only these categories")
+    )
+    min_order_amount = models.PositiveIntegerField(_("minimum order (minor units)"), default=0)
+    starts_at = models.DateTimeField(_("valid from"), null=True, blank=True)
+    ends_at = models.DateTimeField(_("valid until"), null=True, blank=True)
+    max_uses = models.PositiveIntegerField(_("uses in total"), null=True, blank=True, help_text=_("Empty: no limit."))
+    max_uses_per_shopper = models.PositiveIntegerField(
+        _("uses per shopper"),
+        null=True,
+        blank=True,
+        default=1,
+        help_text=_("Counted per mailbox (however the address is written), per device and per card. Empty: no limit."),
+    )
+    first_order_only = models.BooleanField(_("first order only"), default=False)
+    stacks_with_quantity_prices = models.BooleanField(
+        _("also on quantity prices"),
+        default=True,
+        help_text=_("Off: lines bought at a quantity price get no coupon discount."),
+    )
+    first_period_of_subscriptions = models.BooleanField(
+        _("also the first period of a subscription"),
+        default=False,
+        help_text=_("Renewals are always charged at the subscription's own price."),
+    )
+    offered_for_waiting = models.BooleanField(
+        _("offer to shoppers who wait for stock"),
+        default=False,
+        help_text=_(
+            "A shopper whose paid order waits for stock is promised a one-use copy, sent when it is filled. "
+            "The code itself is then not accepted: only its copies are."
+        ),
+    )
+    valid_days_when_offered = models.PositiveSmallIntegerField(_("an offered copy is valid for (days)"), default=30)
+    is_active = models.BooleanField(_("active"), default=True)
+    issued_for_order = models.OneToOneField(
+        Order, null=True, blank=True, on_delete=models.PROTECT, related_name="compensation_coupon", editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("coupon")
+        verbose_name_plural = _("coupons")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(percent_off__lte=100), name="coupon_percent_max_100"),
+            models.CheckConstraint(
+                condition=~models.Q(kind="percent") | models.Q(percent_off__gte=1), name="coupon_percent_given"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(kind="fixed") | (models.Q(amount_off__gte=1) & ~models.Q(currency="")),
+                name="coupon_fixed_amount_given",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class CouponRedemption(models.Model):
+    """One use of a coupon: written with its order, counted against the coupon's limits while the order is not
+    cancelled. The mailbox is kept normalised (orders.mailbox); the device and card are the order's."""
+
+    coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="redemptions")
+    order = models.OneToOneField(Order, on_delete=models.CASCADE, related_name="coupon_redemption")
+    email_key = models.CharField(max_length=254, db_index=True)
+    device_id = models.CharField(max_length=64, blank=True)
+    amount = models.PositiveIntegerField()  # the discount, minor units of the order's currency
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["coupon", "device_id"], name="couponredemption_device")]
+
+    def __str__(self) -> str:
+        return f"{self.coupon} on {self.order_id}"

@@ -25,8 +25,13 @@ def order_list_for_lookup(*, email: str) -> list[Order]:
 def order_lines(order: Order) -> list[OrderLine]:
     """The order's lines with their products: one query the first time for this Order instance, then its cache
     (an order's lines never change after checkout; delivery and refunds update these same objects)."""
-    prefetch_related_objects([order], Prefetch("lines", queryset=OrderLine.objects.select_related("product")))
-    return list(order.lines.all())
+    known = getattr(order, "_prefetched_objects_cache", {}).get("lines")
+    if known is None:  # asked once per instance; Django's prefetch machinery costs even when there is nothing to do
+        # product__license_policy (fulfillment's, by name): whether a line's keys are generated, in the same query
+        lines = OrderLine.objects.select_related("product", "product__license_policy")
+        prefetch_related_objects([order], Prefetch("lines", queryset=lines))
+        known = order.lines.all()
+    return list(known)
 
 
 def order_lines_remember(order: Order, lines: list[OrderLine]) -> None:

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from catalog.models import FulfilmentKind, Product
 from orders.cart import CartLine
+from orders.coupons import NO_DISCOUNT, coupon_check, coupon_redeem
 from orders.errors import CheckoutError
 from orders.models import Order, OrderEventType, OrderLine, OrderStatus
 from orders.selectors import order_lines_remember
@@ -60,6 +61,8 @@ def checkout_validate_lines(lines: list[CartLine]) -> None:
         raise CheckoutError("empty_cart")
     if len({line.product.currency for line in lines}) > 1:
         raise CheckoutError("mixed_currency")
+    if any(line.product.billing_interval for line in lines) and len(lines) > 1:
+        raise CheckoutError("one_subscription_per_order")  # its renewals charge exactly what it costs
     for line in lines:
         product = line.product
         if line.quantity < 1:
@@ -70,7 +73,7 @@ def checkout_validate_lines(lines: list[CartLine]) -> None:
             raise CheckoutError("quantity_over_maximum", maximum=product.max_per_order)
         if product.kind == FulfilmentKind.LICENSE_KEY and not product.is_reusable_key:
             available = product.keys_available  # kept by fulfillment.stock, checked against the keys
-            if available < line.quantity:
+            if available < line.quantity and not product.keys_unlimited:  # generated keys never run out
                 raise CheckoutError("out_of_stock", available=available, product=product.localized_name)
 
 
@@ -90,10 +93,13 @@ def order_create(
     device_id: str = "",
     device_fingerprint: str = "",
     actor: str = "shopper",
+    coupon: str = "",
 ) -> Order:
     """Create a pending order for the cart lines at today's prices (storefront.flow.checkout places it).
 
-    Shipping is asked for, charged and stored only when a line needs it.
+    Shipping is asked for, charged and stored only when a line needs it. A `coupon` code is checked for this
+    shopper with the coupon locked (orders.coupons; CouponInvalid, code "coupon_invalid", creates nothing), its
+    discount shared out over the lines and its use written down with the order.
     """
     email = email.strip()
     try:
@@ -109,6 +115,9 @@ def order_create(
     shipping_amount = settings.SHIPPING_FLAT_FEE if needs_shipping else 0
     if subtotal + shipping_amount > MAX_ORDER_TOTAL:
         raise CheckoutError("order_too_large")
+    discount = NO_DISCOUNT
+    if coupon.strip():
+        discount = coupon_check(code=coupon, lines=lines, email=email, device_id=device_id[:64], lock=True)
     address = shipping if needs_shipping else None
     order = Order.objects.create(
         email=email.strip().lower(),
@@ -116,7 +125,9 @@ def order_create(
         currency=lines[0].product.currency,
         subtotal_amount=subtotal,
         shipping_amount=shipping_amount,
-        total_amount=subtotal + shipping_amount,
+        discount_amount=discount.amount,
+        total_amount=subtotal + shipping_amount - discount.amount,
+        coupon=discount.coupon,
         ship_name=address.name if address else "",
         ship_line1=address.line1 if address else "",
         ship_line2=address.line2 if address else "",
@@ -136,15 +147,21 @@ def order_create(
             unit_price=line.unit_price,
             quantity=line.quantity,
             line_total=line.line_total,
+            discount_amount=discount.shares[i] if discount.shares else 0,
         )
-        for line in lines
+        for i, line in enumerate(lines)
     )
     order_lines_remember(order, created)
+    coupon_redeem(order=order, discount=discount, device_id=device_id)
     order_event_record(
         order=order,
         type=OrderEventType.ORDER_CREATED,
         actor=actor,
-        data={"total": order.total_amount, "device_fingerprint": device_fingerprint},
+        data={
+            "total": order.total_amount,
+            "device_fingerprint": device_fingerprint,
+            **({"coupon": discount.code, "discount": discount.amount} if discount.amount else {}),
+        },
     )
     return order
 

@@ -2,8 +2,8 @@ from smtplib import SMTPException
 
 from celery import shared_task
 
-from orders.emails import order_email_send, order_links_send
-from orders.models import Order
+from orders.emails import order_email_send, order_links_send, subscription_email_send
+from orders.models import Order, Subscription
 
 
 @shared_task(
@@ -27,3 +27,16 @@ def send_order_email(order_id: int, template: str) -> None:
 def send_order_links(email: str) -> None:
     """ "Find my order": the address's recent order links, to that address alone (nothing if it has none)."""
     order_links_send(email=email)
+
+
+@shared_task(
+    autoretry_for=(SMTPException, OSError),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=8,
+    acks_late=True,
+)
+def send_subscription_email(subscription_id: int, template: str, order_id: int | None = None) -> None:
+    order = Order.objects.get(pk=order_id) if order_id else None
+    subscription = Subscription.objects.select_related("product").get(pk=subscription_id)
+    subscription_email_send(subscription=subscription, template=template, order=order)

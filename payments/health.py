@@ -32,6 +32,7 @@ from django.utils import timezone
 from orders.models import Order
 from payments.models import CallOutcome, PaymentChannel, ProviderCall
 from payments.providers.base import NotSupported, PaymentDeclined, PaymentError, ProviderUnavailable
+from payments.signals import breaker_opened
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def breaker_record(*, channel: PaymentChannel, failed: bool) -> None:
             channel.failures_in_row, channel.breaker_open_until = 0, None
         return
     now = timezone.now()
+    was_open = channel.breaker_open(now)
     reopen = now + timedelta(seconds=channel.breaker_cooldown_seconds)
     PaymentChannel.objects.filter(pk=channel.pk).update(
         failures_in_row=F("failures_in_row") + 1,
@@ -115,6 +117,8 @@ def breaker_record(*, channel: PaymentChannel, failed: bool) -> None:
             channel.failures_in_row,
             channel.breaker_open_until.isoformat(timespec="seconds"),
         )
+        if not was_open:  # it has just opened: the merchants are told (storefront.flow.events)
+            breaker_opened.send(sender=PaymentChannel, channel=channel)
 
 
 @dataclass(frozen=True)

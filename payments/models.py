@@ -206,7 +206,11 @@ class Payment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["provider", "provider_ref"], name="payment_unique_provider_ref"),
         ]
-        indexes = [models.Index(fields=["status", "created_at"], name="payment_status_created")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="payment_status_created"),
+            # the merchant dashboard's sales and fees of today and this month, and the monthly dispute ratio
+            models.Index(fields=["succeeded_at"], name="payment_succeeded_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.provider_ref}"

@@ -89,7 +89,7 @@ def refund_prepare(
     if whole:
         amount = payment.refundable_amount - sum(r.amount for r in pending)
     else:
-        amount = sum(line.line_total for line in open_lines if line.pk in wanted)
+        amount = sum(line.paid_amount for line in open_lines if line.pk in wanted)  # less its share of a coupon
     if amount <= 0 or amount > payment.refundable_amount - sum(r.amount for r in pending):
         raise RefundNotAllowed("nothing left to refund on this payment")
     return Refund.objects.create(

@@ -16,6 +16,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from orders.models import Order, OrderStatus
+from orders.subscriptions import order_renewing_line
 from payments.health import provider_call
 from payments.models import Payment, PaymentChannel, PaymentStatus, WebhookEvent
 from payments.providers import provider_for_channel
@@ -200,12 +201,15 @@ def payment_capture_at_provider(*, payment: Payment, card_token: str = "") -> Pa
     and reconciliation may all capture the same PayPal order and it is taken once. Raises PaymentDeclined.
     """
     channel = payment_channel_for(payment)
+    # a product sold by period keeps the card for its renewals
+    save_card_for = payment.order.email if card_token and order_renewing_line(payment.order) else ""
     with provider_call(channel=channel, operation="capture", order=payment.order):
         return provider_for_channel(channel).capture(
             ref=payment.provider_ref,
             # one confirmation per card: a retry of the same request replays, a new card is a new attempt
             idempotency_key=f"capture-{payment.pk}-{card_token}" if card_token else f"capture-{payment.pk}",
             card_token=card_token,
+            save_card_for=save_card_for,
         )
 
 

@@ -1,5 +1,5 @@
-"""The rules and thresholds a new shop starts with: what migrations 0003, 0008 and 0010 leave in a fresh database
-(tests/riskengine/test_rules_v2.py checks the two agree). Tests, the simulator and the e2e shop put them back
+"""The rules and thresholds a new shop starts with: what migrations 0003, 0008, 0010 and 0011 leave in a fresh
+database (tests/riskengine/test_rules_v2.py checks the two agree). Tests, the simulator and the e2e shop put them back
 after a flush or an edit with `shipped_rules_install`."""
 
 from riskengine.models import RiskRule, RiskSettings, RuleMode
@@ -104,6 +104,14 @@ SHIPPED_RULES = [
         30,
         "Takes points off: the same email paid with this card a day or more ago, was delivered, and no order "
         "of the email or card was ever marked as fraud.",
+    ),
+    (
+        "Coupon farming: one device or card, many emails",
+        "coupon_abuse",
+        {"threshold": 1, "days": 30},
+        50,
+        "The order's coupon was used from this browser or card under two or more other mailboxes in 30 days "
+        "(however the addresses are written): held for review.",
     ),
 ]
 SHIPPED_THRESHOLDS = {"review_threshold": 50, "decline_threshold": 90}

@@ -21,6 +21,7 @@ class RuleType(models.TextChoices):
     EMAIL_PATTERN = "email_pattern", _("Made-up mailbox name")
     AMOUNT_VS_PRODUCT = "amount_vs_product", _("More units than the product usually sells")
     TRUSTED_CUSTOMER = "trusted_customer", _("Returning customer with a clean history (takes points off)")
+    COUPON_ABUSE = "coupon_abuse", _("One device or card using a coupon under many emails")
 
 
 class RuleMode(models.TextChoices):

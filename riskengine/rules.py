@@ -18,6 +18,8 @@ Parameters per type (RiskRule.params), with defaults:
 - amount_vs_product: {"days": 60}  more units of a product than its orders of those days usually take
 - trusted_customer: {"min_days": 1}  takes the rule's points off: same email and card delivered that long
   ago, no order of either marked as fraud (riskengine.history)
+- coupon_abuse: {"threshold": 1, "days": 30}  the order's coupon redeemed from its device or card under more
+  than `threshold` other mailboxes in those days (coupon farmers, 羊毛党: many emails, one browser or card)
 IP addresses behind which several good customers bought (riskengine.history.ip_good_customers) count for
 neither velocity nor links to fraud.
 """
@@ -30,6 +32,7 @@ from django.db.models import Q
 
 from riskengine.asof import as_of_now
 from riskengine.config import RiskConfig, list_entries_known, risk_config, risk_config_as_of
+from riskengine.coupons import coupon_other_mailboxes
 from riskengine.history import customer_trusted_since, ip_good_customers, product_usual_units
 from riskengine.models import ListKind, RiskRule, RuleType
 from riskengine.selectors import customer_average_paid, fraud_links
@@ -355,6 +358,19 @@ def rule_trusted_customer(rule: RiskRule, s: Signals) -> Hit | None:
     return Hit(rule.name, rule.type, -rule.points, reason, {"min_days": days})
 
 
+def rule_coupon_abuse(rule: RiskRule, s: Signals) -> Hit | None:
+    if s.coupon_id is None:
+        return None
+    threshold, days = int(rule.params.get("threshold", 1)), int(rule.params.get("days", 30))
+    ids = {"mailbox": email_key(s.email), "device_id": s.device_id, "card_fingerprint": s.card_fingerprint}
+    others = coupon_other_mailboxes(coupon_id=s.coupon_id, order_id=s.order_id, days=days, **ids)
+    if not (over := {kind: n for kind, n in others.items() if n > threshold}):
+        return None
+    worst = max(over, key=over.get)
+    reason = f"This coupon was used from this {worst} under {over[worst]} other email(s) in {days} days"
+    return Hit(rule.name, rule.type, rule.points, reason, {"other_mailboxes": others, "coupon": s.coupon_id})
+
+
 def ip_is_shared(s: Signals, *, customers: int = 3) -> bool:
     """Whether the order's IP address is an office's or a carrier's: many good customers bought behind it."""
 
@@ -375,5 +391,6 @@ EVALUATORS: dict[str, Callable[[RiskRule, Signals], Hit | None]] = {
     RuleType.EMAIL_PATTERN: rule_email_pattern,
     RuleType.AMOUNT_VS_PRODUCT: rule_amount_vs_product,
     RuleType.TRUSTED_CUSTOMER: rule_trusted_customer,
+    RuleType.COUPON_ABUSE: rule_coupon_abuse,
 }
 PRE_PAYMENT_TYPES = (RuleType.BLOCKLIST, RuleType.VELOCITY)

@@ -28,6 +28,7 @@ class Signals:
     radar: dict = field(default_factory=dict)
     units: int = 0  # items ordered, all lines together
     product_units: tuple[tuple[int, int], ...] = ()  # (product id, units), one per line
+    coupon_id: int | None = None  # the coupon the order used (riskengine.rules.rule_coupon_abuse)
     # Per-evaluation cache shared by rules (velocity counts, linked orders); never compared.
     memo: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -52,6 +53,7 @@ def signals_for_order(order: Order, *, radar: dict | None = None) -> Signals:
         radar=radar or {},
         units=sum(quantity for _, _, _, quantity in lines),
         product_units=tuple((product_id, quantity) for product_id, _, _, quantity in lines),
+        coupon_id=order.coupon_id,
     )
 
 

@@ -6,6 +6,8 @@ from celery.signals import task_postrun, task_prerun
 from django.db import connections
 from kombu.transport import redis as kombu_redis
 
+from storefront.logs import celery_log_context_connect
+
 os.environ["DJANGO_SETTINGS_MODULE"] = os.environ.get("DJANGO_SETTINGS_MODULE") or "storefront.settings"
 
 
@@ -39,6 +41,17 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()  # each app's tasks module
 app.autodiscover_tasks(["storefront.flow"], related_name="tasks")  # the flow layer's tasks and beat jobs
 app.autodiscover_tasks(["storefront.flow"], related_name="jobs")
+celery_log_context_connect()  # a task logs the request id and order of the request that queued it
+
+
+def redbeat_settings_restate(sender: Celery, **kwargs) -> None:
+    """celery-redbeat tells a setting it was given from one it falls back for by the bare name (`redbeat_*`), which
+    the CELERY_ namespace hides: restated here, its Redis options reach its client and it warns of no fallback."""
+    for name in ("redbeat_redis_url", "redbeat_redis_options", "redbeat_key_prefix", "redbeat_lock_timeout"):
+        sender.conf[name] = sender.conf[name]
+
+
+app.on_after_configure.connect(redbeat_settings_restate)
 
 
 @task_prerun.connect

@@ -32,6 +32,7 @@ PRODUCT_SHELF = {  # slug: (category, featured, colour)
     "design-templates-pack": ("templates", True, "#1d7a4a"),
     "setup-consultation": ("services", True, "#6b3fa0"),
     "usb-install-stick": ("hardware", False, "#b5651d"),
+    "pro-club-monthly": ("services", True, "#a0253f"),
 }
 PAGES = [
     {
@@ -59,9 +60,34 @@ PAGES = [
         "title": "Privacy",
         "title_zh_hans": "隐私",
         "position": 3,
-        "body": "We keep your email, order and payment evidence only as long as the law and disputes need. "
-        "We never sell your data.",
-        "body_zh_hans": "我们只在法律和争议处理需要的期限内保存您的邮箱、订单和付款凭证。我们从不出售您的数据。",
+        "body": "We keep your data only as long as the law and payment disputes need, and we never sell it.\n\n"
+        "## What we keep, and for how long\n\n"
+        "- **Your email address and your orders** (products, amounts, payments, refunds): for as long as "
+        "accounting law requires. Once you ask us to erase your data, your orders keep only what accounting "
+        "needs, without your email address, name or street address.\n"
+        "- **IP address, browser and device details**, recorded when you order, reveal a key or download a "
+        "file: they help us stop fraud and are our evidence if a payment is disputed. We delete them "
+        "**180 days** after the order, except on an order whose dispute is still open.\n"
+        "- **Dispute evidence**: a card payment can be disputed for about **120 days**, so an order paid "
+        "more recently keeps its evidence that long, even after you ask us to erase your data; then it is "
+        "erased too.\n"
+        "- **Your account** (optional): your email address and, if you set one, your password (stored "
+        "hashed). Sign-in links work once, for 15 minutes.\n\n"
+        "## Your rights\n\n"
+        "[Sign in to your account](/account/) with your email address to download all your data as a JSON "
+        "file, or to erase your account and personal data.",
+        "body_zh_hans": "我们只在法律和支付争议处理需要的期限内保存您的数据，并且从不出售。\n\n"
+        "## 我们保存什么、保存多久\n\n"
+        "- **您的邮箱地址和订单**（商品、金额、付款、退款）：按会计法规要求的期限保存。您要求删除数据后，"
+        "订单只保留会计所需的信息，不再包含您的邮箱地址、姓名和街道地址。\n"
+        "- **IP 地址、浏览器和设备信息**：在您下单、显示密钥或下载文件时记录，用于防范欺诈，"
+        "并在付款争议时作为证据。我们在下单 **180 天**后删除这些信息，争议尚未结束的订单除外。\n"
+        "- **争议证据**：银行卡付款可在约 **120 天**内发起争议，因此较近付款的订单会在这段时间内保留证据，"
+        "即使您已要求删除数据；期满后也会删除。\n"
+        "- **您的账户**（可选）：您的邮箱地址，以及您设置的密码（以哈希形式保存）。登录链接只能使用一次，"
+        "有效期 15 分钟。\n\n"
+        "## 您的权利\n\n"
+        "用您的邮箱地址[登录您的账户](/account/)，即可将全部数据下载为 JSON 文件，或删除您的账户和个人数据。",
     },
     {
         "slug": "contact",

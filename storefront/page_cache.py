@@ -72,7 +72,13 @@ def product_page_lookup(*, slug: str, language: str, branding: Branding) -> Page
     """The kept copy of the product's page if it is current, in one query and one cache round trip.
 
     None when no product on sale has that slug."""
-    product = product_list_for_sale().filter(slug=slug).only(*STAMP_FIELDS).first()
+    product = (  # license_policy: generated keys are always in stock (Product.keys_unlimited)
+        product_list_for_sale()
+        .select_related("license_policy")
+        .filter(slug=slug)
+        .only(*STAMP_FIELDS, "license_policy__key_source")
+        .first()
+    )
     if product is None:
         return None
     key = f"product-page:v{LAYOUT}:{slug}:{language}"

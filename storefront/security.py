@@ -26,8 +26,8 @@ REAL_STRIPE_SOURCES = {
     "frame-src": ["https://js.stripe.com", "https://*.js.stripe.com", "https://hooks.stripe.com"],
     "connect-src": ["https://api.stripe.com"],
 }
-STRIPE_JS_VIEWS = {"pay"}  # URL names of the pages that load Stripe.js
-LOGIN_VIEWS = {"admin:login", "review:login"}  # URL names whose POSTs count against LOGIN_RATE
+STRIPE_JS_VIEWS = {"pay", "subscription-manage"}  # URL names of the pages that load Stripe.js
+LOGIN_VIEWS = {"admin:login", "review:login", "twofactor:verify", "twofactor:setup"}  # POSTs counted against LOGIN_RATE
 
 
 def base_policy(nonce: str) -> dict[str, list[str]]:

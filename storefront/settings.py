@@ -72,6 +72,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_countries",
+    "django_otp",  # staff second factor (storefront.twofactor): TOTP apps and recovery codes
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "storefront",
     "catalog",
     "orders",
@@ -81,6 +84,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a request id for every log line; the probes and /metrics answered before ALLOWED_HOSTS and the HTTPS
+    # redirect (a container's probe asks http://127.0.0.1:8000/readyz); then every other request counted.
+    "storefront.logs.RequestIdMiddleware",
+    "storefront.health.ProbeMiddleware",
+    "storefront.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "storefront.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -89,7 +97,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): signed in with a second factor
     "django.contrib.messages.middleware.MessageMiddleware",
+    "storefront.twofactor.policy.SecondFactorMiddleware",  # admin and review queue: second factor first
     "storefront.device.DeviceIdMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "storefront.security.LoginRateLimitMiddleware",
@@ -132,13 +142,22 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # The password in a file of its own (docker compose's secrets) rather than in DATABASE_URL.
+    if env.str("DATABASE_PASSWORD_FILE", default=""):
+        DATABASES["default"]["PASSWORD"] = Path(env.str("DATABASE_PASSWORD_FILE")).read_text().strip()
+    # Behind PgBouncer in transaction pooling (README, "Running it for real") one connection's transactions may reach
+    # different server sessions: no server-side cursors (QuerySet.iterator) and no prepared statements (psycopg
+    # prepares a query a connection has run five times).
+    if env.bool("DATABASE_TRANSACTION_POOLING", default=False):
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "storefront.cache.ReusingRedisCache",
             "LOCATION": REDIS_URL,
             # A hung Redis costs one short wait, then storefront.outages' breaker goes on without it.
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5, "health_check_interval": 30},
@@ -167,7 +186,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STORAGES = {
     # Downloadable goods and key-import files live here: a private folder never served by URL,
     # or a private S3-compatible bucket when S3_BUCKET is set (files are streamed through the shop).
@@ -252,17 +271,45 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 # Sending a task with Redis away fails fast (the web answers; the sweepers enqueue it again later).
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+# One beat sends, however many run (celery-redbeat): the schedule and each job's last run live in Redis, and a beat
+# sends only while it holds a lock there, renewed at every tick (at least every BEAT_MAX_LOOP_INTERVAL seconds).
+# Any other beat waits for the lock; when its holder stops (or dies: the lock expires after BEAT_LOCK_TIMEOUT_SECONDS)
+# one of them takes over where the schedule was. A beat that loses Redis or its lock exits, and is restarted.
+CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = 5
+CELERY_REDBEAT_REDIS_URL = REDIS_URL or None
+CELERY_REDBEAT_REDIS_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 10, "health_check_interval": 25}
+CELERY_REDBEAT_KEY_PREFIX = env.str("BEAT_KEY_PREFIX", default="redbeat:")
+CELERY_REDBEAT_LOCK_TIMEOUT = env.int("BEAT_LOCK_TIMEOUT_SECONDS", default=30)
 # The sweeper finishes what a lost task, a killed worker or a Redis outage left undelivered (bench: seconds).
 FULFILMENT_SWEEP_EVERY = timedelta(seconds=env.int("FULFILMENT_SWEEP_EVERY_SECONDS", default=60))
 # A key import whose run has not committed a batch for this long lost its worker; it is resumed.
 KEY_IMPORT_STALL_AFTER = timedelta(minutes=env.int("KEY_IMPORT_STALL_AFTER_MINUTES", default=3))
+# Subscriptions (storefront.flow.renewals): a failed renewal is tried again this many days after the period
+# ended, each try emailing the shopper; access lasts through the grace, which must outlast the last retry.
+SUBSCRIPTION_RETRY_DAYS = env.list("SUBSCRIPTION_RETRY_DAYS", cast=int, default=[1, 3, 5, 7])
+SUBSCRIPTION_GRACE_DAYS = env.int("SUBSCRIPTION_GRACE_DAYS", default=8)
+SUBSCRIPTION_REMINDER_DAYS = env.int("SUBSCRIPTION_REMINDER_DAYS", default=3)
 CELERY_BEAT_SCHEDULE = {
+    "renew-due-subscriptions": {
+        "task": "storefront.flow.jobs.renew_due_subscriptions",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 55},
+    },
+    "subscriptions-housekeeping": {
+        "task": "storefront.flow.jobs.subscriptions_housekeeping",
+        "schedule": timedelta(minutes=10),
+    },
     "sweep-undelivered-orders": {
         "task": "fulfillment.tasks.sweep_undelivered_orders",
         "schedule": FULFILMENT_SWEEP_EVERY,
     },
     "resume-stalled-key-imports": {
         "task": "fulfillment.tasks.resume_stalled_key_imports",
+        "schedule": FULFILMENT_SWEEP_EVERY,
+    },
+    "resume-stalled-staff-jobs": {  # refunds, exports and key changes started from admin (flow.staff_jobs)
+        "task": "storefront.flow.staff_jobs.resume_stalled_staff_jobs",
         "schedule": FULFILMENT_SWEEP_EVERY,
     },
     "release-expired-reservations": {
@@ -299,6 +346,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=10),
         "options": {"expires": 9},
     },
+    # Outbound webhooks (storefront.flow.outbound): retries that are due, and first tries whose task was lost.
+    "send-due-webhooks": {
+        "task": "storefront.flow.outbound.webhooks_send_due",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 55},
+    },
     "reconcile-recent-payments": {
         "task": "storefront.flow.jobs.reconcile_recent_payments",
         "schedule": timedelta(minutes=1),
@@ -309,6 +362,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "riskengine.tasks.risk_model_retrain",
         "schedule": timedelta(weeks=1),
         "options": {"expires": 6 * 3600},
+    },
+    # IPs, user agents and device ids past PRIVACY_NETWORK_DATA_DAYS, and erasures whose dispute window closed.
+    "purge-personal-data": {
+        "task": "storefront.flow.privacy_jobs.purge_personal_data",
+        "schedule": timedelta(hours=6),
+        "options": {"expires": 3600},
     },
 }
 
@@ -360,6 +419,14 @@ RISK_MODEL_SETTLE_DAYS = env.int("RISK_MODEL_SETTLE_DAYS", default=60)
 RISK_MODEL_MIN_FRAUD = env.int("RISK_MODEL_MIN_FRAUD", default=30)
 RISK_MODEL_MIN_GOOD = env.int("RISK_MODEL_MIN_GOOD", default=300)
 ORDER_LOOKUP_RATE = env.int("ORDER_LOOKUP_RATE_PER_HOUR", default=10)
+# Shopper accounts (storefront.accounts): sign-in link requests and password attempts per client IP and hour, like
+# the order lookup; a link works once, for this many minutes.
+ACCOUNT_SIGN_IN_RATE = env.int("ACCOUNT_SIGN_IN_RATE_PER_HOUR", default=10)
+ACCOUNT_LINK_MINUTES = env.int("ACCOUNT_LINK_MINUTES", default=15)
+# Privacy (storefront.privacy, storefront.flow.privacy_jobs): IPs, user agents and device ids are purged after this
+# many days (not on orders under dispute); keep it longer than the dispute window, in which they are evidence.
+PRIVACY_NETWORK_DATA_DAYS = env.int("PRIVACY_NETWORK_DATA_DAYS", default=180)
+PRIVACY_DISPUTE_WINDOW_DAYS = env.int("PRIVACY_DISPUTE_WINDOW_DAYS", default=120)
 # How many reverse proxies sit in front of the app and append to X-Forwarded-For (0: trust none).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
@@ -383,17 +450,48 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The license API's statuses (storefront.api.licenses) beside the order's own "status" enums
+    "ENUM_NAME_OVERRIDES": {"LicenseStatusEnum": ["active", "inactive", "expired", "revoked", "disabled"]},
 }
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# "json": one JSON object a line with request_id and order_ref (storefront.logs), the default with DEBUG off;
+# "plain": text, the default in the demo and with DEBUG on.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "storefront.logs.LogContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "storefront.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+# The Celery worker logs through the handler above (JSON, request id and order) instead of replacing it with its own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Operations: /metrics answers `Authorization: Bearer <METRICS_TOKEN>` (unset: no metrics, unless DEBUG is on);
+# errors go to Sentry when SENTRY_DSN is set (storefront.sentry scrubs keys, cards, emails and tokens first).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from storefront.sentry import sentry_init
+
+    sentry_init(
+        dsn=SENTRY_DSN,
+        environment=env.str("SENTRY_ENVIRONMENT", default="production"),
+        release=env.str("SENTRY_RELEASE", default=""),
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )
 
 # Security ---------------------------------------------------------------------------------------------------
 # HTTPS-only settings apply in production (DEBUG=0): on the local http demo they would lock the browser out.
@@ -422,5 +520,18 @@ CSP_REPORT_URI = env.str("CSP_REPORT_URI", default="")
 # Rate limits per client IP (storefront.ratelimit.client_ip), counted in the cache in fixed one-hour windows.
 # ORDER_LOOKUP_RATE (above) limits "Find my order".
 CHECKOUT_RATE = env.int("CHECKOUT_RATE_PER_HOUR", default=30)  # web checkout form and POST /api/checkout/
+FREE_ORDERS_PER_DAY = env.int("FREE_ORDERS_PER_DAY", default=5)  # free orders per mailbox, device and IP address
 LOGIN_RATE = env.int("LOGIN_RATE_PER_HOUR", default=20)  # admin login and review queue login (POSTs)
+# Staff who may refund, export keys or edit payment channels cannot reach admin without a second factor
+# (storefront.twofactor); everyone else who has set one up is asked for it. Only the demo turns this off.
+STAFF_SECOND_FACTOR_REQUIRED = True
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Storefront")  # the name authenticator apps show
 RATE_LIMIT_PREFIX = env.str("RATE_LIMIT_PREFIX", default="rl")  # cache key prefix of the counters
+# The public license API (/api/v1/licenses/...): calls per license key and per client IP, per hour.
+LICENSE_API_RATE_PER_KEY = env.int("LICENSE_API_RATE_PER_KEY_PER_HOUR", default=60)
+LICENSE_API_RATE_PER_IP = env.int("LICENSE_API_RATE_PER_IP_PER_HOUR", default=600)
+MERCHANT_API_RATE = env.int("MERCHANT_API_RATE_PER_HOUR", default=3600)  # per merchant API key
+# Outbound webhooks go to https addresses that resolve to public IPs only (storefront.safe_http); the test suite
+# alone turns this on to reach its own receiver on http://127.0.0.1.
+WEBHOOK_ALLOW_LOOPBACK_HTTP = False
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)

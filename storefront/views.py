@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from catalog.models import FulfilmentKind, Product
 from fulfillment.models import KeyStatus
 from fulfillment.services import DownloadUnavailable, download_start, download_token_for_line, order_reveal_keys
-from orders.cart import cart_add, cart_clear, cart_lines, cart_set_quantity
+from orders.cart import cart_add, cart_clear, cart_coupon_read, cart_lines, cart_set_quantity
 from orders.errors import MESSAGES, CheckoutError
 from orders.models import OrderLine, OrderStatus
 from orders.selectors import order_get_by_token
@@ -27,10 +27,13 @@ from payments.routing import channels_for_order
 from payments.selectors import stripe_js_url
 from payments.services import OrderOutOfStock, PaymentBlocked
 from riskengine.models import RiskSettings
+from storefront.accounts import signed_in_email
+from storefront.coupon_views import cart_discount
 from storefront.device import device_fingerprint
 from storefront.flow.checkout import checkout_create_order, payment_capture, payment_open_for_order, payment_refresh
 from storefront.flow.refunds import refund_issue, shopper_refund_check
 from storefront.forms import CheckoutForm, OrderLookupForm
+from storefront.license_views import order_licenses_for_page
 from storefront.outages import unavailable_page
 from storefront.ratelimit import RATE_LIMITED_MESSAGE, client_ip, client_rate_limited
 
@@ -71,9 +74,14 @@ def cart_view(request):
             messages.error(request, exc.message)
         return redirect("cart")
     lines = cart_lines(request.session)
+    discount, coupon_error = cart_discount(request.session, lines)
+    subtotal = sum(line.line_total for line in lines)
     context = {
         "lines": lines,
-        "subtotal": sum(line.line_total for line in lines),
+        "subtotal": subtotal,
+        "discount": discount,
+        "coupon_error": coupon_error,
+        "total": subtotal - discount.amount,
         "currency": lines[0].product.currency if lines else "",
     }
     return render(request, "storefront/cart.html", context)
@@ -85,7 +93,9 @@ def checkout_view(request):
     if not lines:
         return redirect("cart")
     needs_shipping = checkout_requires_shipping(lines)
-    form = CheckoutForm(request.POST or None, requires_shipping=needs_shipping)
+    # a signed-in shopper finds their address filled in (and may change it); a guest gives it, and nothing else
+    initial = {"email": signed_in_email(request)}
+    form = CheckoutForm(request.POST or None, requires_shipping=needs_shipping, initial=initial)
     # every attempt counts, valid or not; a refused one creates nothing and keeps the cart
     limited = request.method == "POST" and client_rate_limited(request, scope="checkout", limit=settings.CHECKOUT_RATE)
     if limited:
@@ -101,6 +111,7 @@ def checkout_view(request):
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
                 device_id=getattr(request, "device_id", ""),
                 device_fingerprint=device_fingerprint(request.POST.get("device_fp", "")),
+                coupon=cart_coupon_read(request.session),
             )
         except CheckoutError as exc:
             form.add_error(None, exc.message)
@@ -109,13 +120,15 @@ def checkout_view(request):
             return redirect("pay", token=order.token)
     subtotal = sum(line.line_total for line in lines)
     shipping = settings.SHIPPING_FLAT_FEE if needs_shipping else 0
+    discount, _coupon_error = cart_discount(request.session, lines)
     context = {
         "form": form,
         "lines": lines,
         "requires_shipping": needs_shipping,
         "subtotal": subtotal,
         "shipping": shipping,
-        "total": subtotal + shipping,
+        "discount": discount,
+        "total": subtotal + shipping - discount.amount,
         "currency": lines[0].product.currency,
     }
     return render(request, "storefront/checkout.html", context, status=429 if limited else 200)
@@ -196,6 +209,7 @@ def order_page_path(order) -> str:
 def _order_page(request, order, *, revealed: dict[int, list[str]] | None = None, status: int = 200):
     revealed = revealed or {}
     live = order.status not in (OrderStatus.REFUNDED, OrderStatus.CANCELLED)
+    licensed = order_licenses_for_page(order)  # keys tracked by the license API, with their activations
     lines = []
     for line in order.lines.all():
         download_url = ""
@@ -211,6 +225,7 @@ def _order_page(request, order, *, revealed: dict[int, list[str]] | None = None,
                 "can_reveal": has_keys and line.pk not in revealed,
                 "download_url": download_url,
                 "downloads_left": max(0, line.product.download_max - line.download_count),
+                "licenses": licensed.get(line.pk, []) if line_live else [],
             }
         )
     payment_failed = ""  # the last attempt at an unpaid order failed: say why and offer another try

@@ -191,9 +191,20 @@ def main() -> None:
             order_cost_figures(stripe)
         elif "risk" in only:  # `tests/harness.py --bench risk`: the risk scoring figures alone, no report written
             risk_figures()
+        if not only or "renewals" in only:  # `tests/harness.py --bench renewals`: 10,000 subscriptions due at once
+            results["renewals"] = renewal_figures(stripe)
         if "nodes" in only:  # `tests/harness.py --bench nodes`: the two-node run alone
             _stack_started(stack, stripe)
             nodes_figures(stack)
+        if "page" in only:  # `tests/harness.py --bench page`: the product page beside the bare view, alone
+            from tests.load import scenarios
+
+            _stack_started(stack, stripe)
+            page, bare = scenarios.product_page(stack), scenarios.bare_view(stack)
+            print(
+                f"product page {page['requests_per_s']:.0f} req/s (p50 {page['p50_ms']:.1f} ms); bare one-query view "
+                f"on the same gunicorn {bare['requests_per_s']:.0f} req/s (p50 {bare['p50_ms']:.1f} ms)"
+            )
         if "stackcost" in only:  # `tests/harness.py --bench stackcost`: one paid order on the real stack alone
             from tests.load.stack_cost import paid_orders_on_the_stack
 
@@ -215,13 +226,30 @@ def main() -> None:
     if faults_only:
         print(f"\n(only {', '.join(sorted(faults_only))}: docs/benchmarks.md left as it was; logs in {stack.dir})")
         return
-    if only in ({"risk"}, {"cost"}, {"stackcost"}, {"nodes"}):
+    if only in ({"risk"}, {"cost"}, {"stackcost"}, {"nodes"}, {"renewals"}, {"page"}):
         print(f"\n(only the {next(iter(only))} figures: docs/benchmarks.md left as it was)")
         return
     from tests.load.report import write_report
 
     path = write_report(results)
     print(f"\nwritten to {path.relative_to(ROOT)} (logs of the run's processes in {stack.dir})")
+
+
+RENEWAL_SUBSCRIPTIONS = int(os.environ.get("BENCH_RENEWALS", "10000"))
+
+
+def renewal_figures(stripe) -> dict:
+    """Issue 17: ten thousand subscriptions due at the same minute, renewed by four workers (tests/load/renewals.py)."""
+    from tests.load.renewals import renew_all, subscriptions_due
+
+    ids = subscriptions_due(count=RENEWAL_SUBSCRIPTIONS, localstripe_url=stripe.url, label=str(os.getpid()))
+    figures = renew_all(subscription_ids=ids, workers=4)
+    print(
+        f"renewals: {figures['subscriptions']} subscriptions due at the same minute, {figures['workers']} workers: "
+        f"{figures['renewals_per_s']:.1f} renewals/s ({figures['seconds']:.0f} s; claimed and handed out in "
+        f"{figures['sweep_s']:.1f} s), each charged once"
+    )
+    return figures
 
 
 def _stack_started(stack, stripe) -> None:
@@ -411,9 +439,12 @@ def load_figures(stack, *, localstripe_url: str, localstripe_pid: int, faults_on
             f"webhook -> key visible p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms ({row['orders']} orders)"
         )
     figures["product_page"] = page = scenarios.product_page(stack)
+    figures["bare_view"] = bare = scenarios.bare_view(stack)
     print(
         f"product page, {page['clients']} clients: {page['requests_per_s']:.0f} req/s, "
-        f"p50 {page['p50_ms']:.1f} ms, p99 {page['p99_ms']:.1f} ms, {page['errors']} errors"
+        f"p50 {page['p50_ms']:.1f} ms, p99 {page['p99_ms']:.1f} ms, {page['errors']} errors; the bare one-query "
+        f"view on the same gunicorn: {bare['requests_per_s']:.0f} req/s "
+        f"(the page at {page['requests_per_s'] / bare['requests_per_s']:.0%} of it)"
     )
     figures["contention"] = contention = scenarios.contention(stack)
     print(f"contention: {contention['statuses']} in {contention['seconds']:.1f} s; exactly once: {contention['check']}")

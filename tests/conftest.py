@@ -5,10 +5,13 @@ import uuid
 import pytest
 import stripe
 from django.conf import settings
+from django.test import Client
 
 from devtools.localstripe_process import localstripe_start
 from orders.cart import CartLine
 from storefront.flow.checkout import checkout_create_order
+from storefront.twofactor.policy import second_factor_required
+from tests.factories import DJANGO_FORCE_LOGIN, sign_in_verified
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +105,7 @@ def payment_intent_event(
 
 @pytest.fixture
 def make_order():
-    def make(*lines: tuple, email: str = "buyer@example.com", shipping=None):
+    def make(*lines: tuple, email: str = "buyer@example.com", shipping=None, coupon: str = ""):
         return checkout_create_order(
             lines=[CartLine(product=p, quantity=q) for p, q in lines],
             email=email,
@@ -110,6 +113,7 @@ def make_order():
             locale="en",
             purchase_ip="203.0.113.7",
             user_agent="pytest",
+            coupon=coupon,
         )
 
     return make
@@ -177,6 +181,23 @@ def _default_payment_channels(request):
 
 
 @pytest.fixture(autouse=True)
+def _forced_staff_logins_pass_the_second_factor():
+    """client.force_login skips the password; for staff whom admin asks for a second factor (storefront.twofactor)
+    it skips that too, as if they had entered their code (tests.factories.sign_in_verified). Tests of the second
+    factor itself sign in with tests.factories.force_login_unverified, or through the login pages."""
+
+    def force_login(client, user, backend=None):
+        if second_factor_required(user):
+            sign_in_verified(client, user, backend)
+        else:
+            DJANGO_FORCE_LOGIN(client, user, backend)
+
+    with pytest.MonkeyPatch.context() as patch:  # its own: a test's monkeypatch.undo() leaves it in place
+        patch.setattr(Client, "force_login", force_login)
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _velocity_keys_of_this_test(settings):
     """Velocity counters of this test only: a recorded charge (one card fingerprint) paid in many tests must not
     count as one card under many emails in the next."""
@@ -213,9 +234,10 @@ def _rate_limits_of_this_run():
     """
     import os
 
-    saved = {name: getattr(settings, name) for name in ("RATE_LIMIT_PREFIX", "CHECKOUT_RATE", "LOGIN_RATE")}
+    limits = ("RATE_LIMIT_PREFIX", "CHECKOUT_RATE", "LOGIN_RATE", "FREE_ORDERS_PER_DAY")
+    saved = {name: getattr(settings, name) for name in limits}
     settings.RATE_LIMIT_PREFIX = f"rl:test{os.getpid()}"
-    settings.CHECKOUT_RATE = settings.LOGIN_RATE = 1_000_000
+    settings.CHECKOUT_RATE = settings.LOGIN_RATE = settings.FREE_ORDERS_PER_DAY = 1_000_000
     yield
     for name, value in saved.items():
         setattr(settings, name, value)

@@ -93,6 +93,9 @@ class PaymentSnapshot:
     fee: int | None = None  # what the provider kept, when it says
     refunded_amount: int = 0
     created_at: datetime | None = None
+    # A card saved for later charges (subscriptions): the provider's customer and payment method
+    customer_ref: str = ""
+    method_ref: str = ""
     # Radar and 3-D Secure, as the provider reported them; empty when not assessed.
     radar: dict = field(default_factory=dict)
 
@@ -163,9 +166,28 @@ class PaymentProvider(Protocol):
         """Open a payment for the exact amount (Stripe: an intent; PayPal: an order to approve)."""
         ...
 
-    def capture(self, *, ref: str, idempotency_key: str, card_token: str = "") -> PaymentSnapshot:
+    def capture(
+        self, *, ref: str, idempotency_key: str, card_token: str = "", save_card_for: str = ""
+    ) -> PaymentSnapshot:
         """Take the money: Stripe confirms the intent with the card behind `card_token`; PayPal captures
-        the order its buyer approved. A retry with the same idempotency key never takes it twice."""
+        the order its buyer approved. A retry with the same idempotency key never takes it twice.
+        `save_card_for` (an email) keeps the card on a customer for later charges, where the provider can."""
+        ...
+
+    def save_card(self, *, email: str, card_token: str, idempotency_key: str) -> tuple[str, str]:
+        """Keep the card behind `card_token` for later charges: (customer_ref, method_ref). NotSupported where
+        the provider has no saved cards (PayPal buyers pay each period from a link)."""
+        ...
+
+    def create_saved_card_payment(
+        self, request: PaymentRequest, *, customer_ref: str, method_ref: str
+    ) -> PaymentSnapshot:
+        """Open a payment on a saved card, not yet confirmed (recorded before any money moves)."""
+        ...
+
+    def confirm_off_session(self, *, ref: str, idempotency_key: str) -> PaymentSnapshot:
+        """Charge an opened saved-card payment with the shopper away. PaymentDeclined on a decline; a bank that
+        asks for the shopper (3-D Secure) leaves it requires_action."""
         ...
 
     def fetch_payment(self, *, ref: str) -> PaymentSnapshot:

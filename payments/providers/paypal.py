@@ -141,8 +141,11 @@ class PayPalProvider:
         )
         return _order_snapshot(data)
 
-    def capture(self, *, ref: str, idempotency_key: str, card_token: str = "") -> PaymentSnapshot:
-        """Capture the order the buyer approved. Already captured: its current state, not an error."""
+    def capture(
+        self, *, ref: str, idempotency_key: str, card_token: str = "", save_card_for: str = ""
+    ) -> PaymentSnapshot:
+        """Capture the order the buyer approved. Already captured: its current state, not an error. Nothing is
+        saved for later (`save_card_for`): a PayPal subscriber pays each period from a link."""
         if card_token:
             raise NotSupported("PayPal takes no card tokens here.")
         try:
@@ -156,6 +159,15 @@ class PayPalProvider:
                 return self.fetch_payment(ref=ref)
             raise
         return _order_snapshot(data)
+
+    def save_card(self, *, email: str, card_token: str, idempotency_key: str) -> tuple[str, str]:
+        raise NotSupported("PayPal keeps no cards for the shop; renewals are paid from a link.")
+
+    def create_saved_card_payment(self, request: PaymentRequest, *, customer_ref: str, method_ref: str):
+        raise NotSupported("PayPal keeps no cards for the shop; renewals are paid from a link.")
+
+    def confirm_off_session(self, *, ref: str, idempotency_key: str) -> PaymentSnapshot:
+        raise NotSupported("PayPal keeps no cards for the shop; renewals are paid from a link.")
 
     def fetch_payment(self, *, ref: str) -> PaymentSnapshot:
         return _order_snapshot(self._call(lambda: self._client.orders.get_order({"id": ref})))

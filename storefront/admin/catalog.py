@@ -11,24 +11,25 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template import engines
 from django.template.backends.django import Template
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 
 from catalog.images import ImageRejected
 from catalog.models import Category, FulfilmentKind, Product, ProductImage
 from catalog.services import product_image_prepare
 from fulfillment.imports import KeyImportRejected, key_import_create, storage_rejection
-from fulfillment.keys import MAX_KEY_LENGTH, SharedKeyRejected, keys_export_unsold
+from fulfillment.keys import MAX_KEY_LENGTH, SharedKeyRejected
 from fulfillment.models import ImportStatus, KeyImport, KeyStatus, LicenseKey
 from storefront.admin.catalog_forms import PriceBreakInline, ProductForm, ProductImageInline
+from storefront.admin.licenses import LicensePolicyInline
+from storefront.admin.staff import start_job
 from storefront.branding import ForgetsBranding
-from storefront.csv_export import csv_writer
 from storefront.flow.stock import shared_key_set
+from storefront.models import StaffJobKind
 from storefront.templatetags.money import money
 from storefront.uploads import upload_error
 
@@ -101,10 +102,11 @@ _PROGRESS = """<p id="import-status">Import #{{ key_import.pk }}: <strong>{{ key
 {% if not refresh %} &middot; <a href="{% url 'admin:catalog_product_import_keys' product.pk %}">Import more keys</a>
 {% endif %}</p>"""
 
-_EXPORT = """<p>{{ count }} unsold key{{ count|pluralize }} of {{ product }} will be downloaded
-<strong>in clear</strong> as a CSV file. The export is recorded against every key, with your name.</p>
+_EXPORT = """<p>{{ count }} unsold key{{ count|pluralize }} of {{ product }} will be exported
+<strong>in clear</strong> as a CSV file, prepared in the background and downloaded once from the job's page.
+The export is recorded against every key, with your name.</p>
 <form method="post">{% csrf_token %}<div class="submit-row">
-<input type="submit" class="default" value="Download {{ count }} key{{ count|pluralize }}"></div></form>"""
+<input type="submit" class="default" value="Export {{ count }} key{{ count|pluralize }}"></div></form>"""
 
 _CHANGE_FORM = """{% extends "admin/change_form.html" %}
 {% block object-tools-items %}{% if original and original.kind == "license_key" %}
@@ -164,7 +166,7 @@ class SharedKeyForm(forms.Form):
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     form = ProductForm
-    inlines = [ProductImageInline, PriceBreakInline]
+    inlines = [ProductImageInline, PriceBreakInline, LicensePolicyInline]
     list_display = (
         "name",
         "kind",
@@ -210,6 +212,7 @@ class ProductAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
+            .select_related("license_policy")  # generated keys: no pool (Product.keys_unlimited)
             .annotate(
                 stock_count=_key_count(KeyStatus.AVAILABLE),
                 reserved_count=_key_count(KeyStatus.RESERVED),
@@ -219,13 +222,15 @@ class ProductAdmin(admin.ModelAdmin):
 
     @staticmethod
     def _has_pool(obj: Product) -> bool:
-        return obj.kind == FulfilmentKind.LICENSE_KEY and obj.shared_key_ciphertext is None
+        return obj.kind == FulfilmentKind.LICENSE_KEY and not obj.keys_unlimited
 
     @admin.display(description="stock", ordering="stock_count")
     def stock(self, obj):
         if obj.kind != FulfilmentKind.LICENSE_KEY:
             return "-"
-        return obj.stock_count if self._has_pool(obj) else "shared key"
+        if self._has_pool(obj):
+            return obj.stock_count
+        return "shared key" if obj.is_reusable_key else "generated"
 
     @admin.display(description="reserved", ordering="reserved_count")
     def reserved(self, obj):
@@ -328,29 +333,14 @@ class ProductAdmin(admin.ModelAdmin):
         )
 
     def export_keys_view(self, request: HttpRequest, product_id: int) -> HttpResponse:
+        """Confirm, then export as a staff job: the keys are decrypted by a task into a file for one download."""
         self._require(request, EXPORT_PERMISSION)
         product = get_object_or_404(Product, pk=product_id)
         if request.method != "POST":
             count = LicenseKey.objects.filter(product=product, status=KeyStatus.AVAILABLE).count()
             return self._page(request, _EXPORT, product, f"Export unsold keys of {product}", count=count)
-        export = keys_export_unsold(product=product, actor=_actor(request))
-        response = StreamingHttpResponse(_csv_lines(export.rows), content_type="text/csv; charset=utf-8")
-        filename = f"{product.slug}-unsold-keys-{timezone.now():%Y%m%d-%H%M}.csv"
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        response["Cache-Control"] = "no-store"
-        return response
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_lines(rows):
-    writer = csv_writer(_Echo())  # quotes cells a spreadsheet would run as formulas
-    yield writer.writerow(["key", "note"])
-    for key, note in rows:
-        yield writer.writerow([key, note])
+        job = start_job(request, kind=StaffJobKind.EXPORT_KEYS, params={"product": product.pk, "slug": product.slug})
+        return HttpResponseRedirect(reverse("admin:storefront_staffjob_progress", args=[job.pk]))
 
 
 @admin.register(Category)

@@ -7,7 +7,7 @@ from django import forms
 from django.contrib import admin
 from django.utils.html import format_html
 
-from catalog.models import PriceBreak, Product, ProductImage
+from catalog.models import SUBSCRIBABLE_KINDS, PriceBreak, Product, ProductImage
 from payments.money import MoneyError, exponent, from_decimal_string, to_decimal_string
 
 
@@ -15,8 +15,11 @@ def major_units(amount: int | None, currency: str) -> Decimal | None:
     return None if amount is None else Decimal(to_decimal_string(amount, currency))
 
 
-def minor_units(form: forms.ModelForm, field: str, value: Decimal | None, currency: str) -> int | None:
-    """The minor units of a typed price, or None with the error put on the field."""
+def minor_units(
+    form: forms.ModelForm, field: str, value: Decimal | None, currency: str, *, allow_zero: bool = False
+) -> int | None:
+    """The minor units of a typed price, or None with the error put on the field (zero only with `allow_zero`:
+    a product may be free, a quantity price may not)."""
     if value is None:
         return None
     try:
@@ -24,7 +27,7 @@ def minor_units(form: forms.ModelForm, field: str, value: Decimal | None, curren
     except MoneyError:
         form.add_error(field, f"{currency} has {exponent(currency)} decimal places.")
         return None
-    if amount <= 0:
+    if amount < 0 or (amount == 0 and not allow_zero):
         form.add_error(field, "The price must be above zero.")
         return None
     return amount
@@ -36,7 +39,7 @@ class ProductForm(forms.ModelForm):
         min_value=Decimal("0"),
         max_digits=14,
         decimal_places=3,
-        help_text="In the currency below, e.g. 19.99",
+        help_text="In the currency below, e.g. 19.99; 0 for a free product (checked out with an email alone)",
     )
 
     class Meta:
@@ -54,9 +57,13 @@ class ProductForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         currency = cleaned.get("currency") or self.instance.currency or "USD"
-        amount = minor_units(self, "price", cleaned.get("price"), currency)
+        amount = minor_units(self, "price", cleaned.get("price"), currency, allow_zero=True)
         if amount is not None:
             self.instance.price_amount = amount
+        if amount == 0 and cleaned.get("billing_interval"):
+            self.add_error("price", "A subscription cannot be free: it renews by charging its price.")
+        if cleaned.get("billing_interval") and cleaned.get("kind") not in SUBSCRIBABLE_KINDS:
+            self.add_error("billing_interval", "Only memberships and downloads can renew.")
         return cleaned
 
 

@@ -1,11 +1,13 @@
 from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
 from fulfillment.imports import key_import_resume
-from fulfillment.keys import keys_set_state
 from fulfillment.models import ImportStatus, KeyEvent, KeyImport, LicenseKey
 from storefront.admin.base import ReadOnlyAdmin
+from storefront.admin.staff import start_job
+from storefront.models import StaffJobKind
 
 
 class KeyEventInline(admin.TabularInline):
@@ -30,7 +32,8 @@ class KeyEventInline(admin.TabularInline):
 class LicenseKeyAdmin(admin.ModelAdmin):
     """Keys are listed by status and owner only: neither the secret nor its ciphertext is ever shown here.
 
-    Merchants lock, unlock or retire unsold keys through keys_set_state; sold and reserved keys are left alone.
+    Merchants lock, unlock or retire unsold keys (a staff job calling keys_set_state in batches); sold and
+    reserved keys are left alone.
     Keys are never deleted (that would erase their audit trail): retire them instead.
     """
 
@@ -58,28 +61,23 @@ class LicenseKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    def _set_state(self, request, queryset, action: str, done: str) -> None:
-        key_ids = list(queryset.values_list("pk", flat=True))
-        changed = keys_set_state(key_ids=key_ids, action=action, actor=f"staff:{request.user.get_username()}")
-        self.message_user(request, f"{changed} key(s) {done}.")
-        if changed < len(key_ids):
-            self.message_user(
-                request,
-                f"{len(key_ids) - changed} key(s) left as they were (sold, reserved, or not in a state to be {done}).",
-                messages.WARNING,
-            )
+    def _set_state(self, request, queryset, kind: str):
+        """Started as a staff job: a selection of every key in the pool is changed batch by batch by a task."""
+        key_ids = list(queryset.order_by("pk").values_list("pk", flat=True))
+        job = start_job(request, kind=kind, targets=key_ids)
+        return HttpResponseRedirect(reverse("admin:storefront_staffjob_progress", args=[job.pk]))
 
     @admin.action(description="Lock selected keys (hold back from sale)", permissions=["change"])
     def lock_keys(self, request, queryset):
-        self._set_state(request, queryset, "lock", "locked")
+        return self._set_state(request, queryset, StaffJobKind.LOCK_KEYS)
 
     @admin.action(description="Unlock selected keys (back on sale)", permissions=["change"])
     def unlock_keys(self, request, queryset):
-        self._set_state(request, queryset, "unlock", "unlocked")
+        return self._set_state(request, queryset, StaffJobKind.UNLOCK_KEYS)
 
     @admin.action(description="Retire selected keys (never sell)", permissions=["change"])
     def retire_keys(self, request, queryset):
-        self._set_state(request, queryset, "retire", "retired")
+        return self._set_state(request, queryset, StaffJobKind.RETIRE_KEYS)
 
 
 @admin.register(KeyImport)

@@ -16,7 +16,9 @@ from orders.services import order_mark_lines_shipped
 from orders.status import IllegalTransition
 from payments.providers.base import PaymentError
 from payments.refunds import REFUNDABLE, RefundNotAllowed
+from storefront.admin.staff import start_job
 from storefront.flow.refunds import refund_issue
+from storefront.models import StaffJobKind
 from storefront.templatetags.money import money
 
 
@@ -32,6 +34,7 @@ class OrderLineInline(admin.TabularInline):
         "quantity",
         "unit_price_shown",
         "line_total_shown",
+        "paid_shown",
         "delivered_at",
         "shipped_at",
         "booking_reference",
@@ -52,6 +55,10 @@ class OrderLineInline(admin.TabularInline):
     @admin.display(description="line total")
     def line_total_shown(self, line: OrderLine) -> str:
         return money(line.line_total, line.order.currency)
+
+    @admin.display(description="paid (less coupon)")
+    def paid_shown(self, line: OrderLine) -> str:
+        return money(line.paid_amount, line.order.currency)
 
 
 class OrderEventInline(admin.TabularInline):
@@ -89,6 +96,8 @@ class OrderAdmin(admin.ModelAdmin):
         "payment_state",
         "subtotal",
         "shipping",
+        "discount",
+        "coupon",
         "total",
         "purchase_ip",
         "user_agent",
@@ -122,6 +131,10 @@ class OrderAdmin(admin.ModelAdmin):
     @admin.display(description="shipping", ordering="shipping_amount")
     def shipping(self, order: Order) -> str:
         return money(order.shipping_amount, order.currency)
+
+    @admin.display(description="coupon discount", ordering="discount_amount")
+    def discount(self, order: Order) -> str:
+        return money(order.discount_amount, order.currency)
 
     @admin.display(description="total", ordering="total_amount")
     def total(self, order: Order) -> str:
@@ -165,13 +178,10 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Refund in full (revokes keys and download links)", permissions=["refund"])
     def refund_in_full(self, request, queryset):
-
-        for order in queryset:
-            try:
-                refund_issue(order=order, actor=f"staff:{request.user.get_username()}", reason="Refunded from admin.")
-                self.message_user(request, f"{order.number} refunded.")
-            except (RefundNotAllowed, PaymentError) as exc:
-                self.message_user(request, f"{order.number}: not refunded ({exc}).", messages.ERROR)
+        """Started as a staff job: the providers are called by a task, never inside this request."""
+        order_ids = list(queryset.order_by("pk").values_list("pk", flat=True))
+        job = start_job(request, kind=StaffJobKind.REFUND_ORDERS, targets=order_ids)
+        return HttpResponseRedirect(reverse("admin:storefront_staffjob_progress", args=[job.pk]))
 
     def has_refund_permission(self, request):
         return request.user.has_perm("orders.refund_order")
@@ -237,5 +247,5 @@ class RefundLinesForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["lines"].queryset = order.lines.filter(refunded_at__isnull=True).order_by("pk")
         self.fields["lines"].label_from_instance = lambda line: (
-            f"{line.quantity} x {line.product_name} ({money(line.line_total, order.currency)})"
+            f"{line.quantity} x {line.product_name} ({money(line.paid_amount, order.currency)})"
         )

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from catalog.models import Product
 from fulfillment.models import KeyStatus, LicenseKey
-from orders.cart import CartLine, cart_clear, cart_lines
+from orders.cart import CartLine, cart_clear, cart_coupon_read, cart_lines
 from orders.errors import MESSAGES
 from orders.models import Order, OrderStatus
 from orders.selectors import order_get_by_token
@@ -27,8 +27,16 @@ from payments.health import ACCOUNT_TROUBLE
 from payments.models import PaymentChannel, PaymentStatus
 from payments.providers.base import PaymentDeclined, PaymentError
 from payments.routing import channel_refusal, channels_for_order, shopper_country
-from payments.services import OrderNotPayable, OrderOutOfStock, PaymentBlocked, payment_channel_for
-from storefront.api.cart import CartLineSerializer
+from payments.services import OrderNotPayable, OrderOutOfStock, PaymentBlocked
+from storefront.api.order_payloads import (
+    CheckoutResultSerializer,
+    CheckoutSerializer,
+    OrderStatusSerializer,
+    PaymentMethodSerializer,
+    PaymentSessionSerializer,
+    order_status_payload,
+    payment_payload,
+)
 from storefront.api_errors import ApiError, error_responses
 from storefront.device import device_fingerprint
 from storefront.flow.checkout import checkout_create_order, payment_confirm_card, payment_start_for_order
@@ -43,113 +51,6 @@ def _products(slugs) -> dict[str, Product]:
     if slugs - set(products):
         raise ApiError("product_not_found", _("No product with that slug."), status.HTTP_404_NOT_FOUND)
     return products
-
-
-class ShippingSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    line1 = serializers.CharField(max_length=200)
-    line2 = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    city = serializers.CharField(max_length=100)
-    postal_code = serializers.CharField(max_length=20)
-    country = serializers.RegexField(r"^[A-Za-z]{2}$")
-
-
-class CheckoutSerializer(serializers.Serializer):
-    email = serializers.EmailField()
-    lines = CartLineSerializer(many=True, required=False, help_text="Defaults to the session cart.")
-    shipping_address = ShippingSerializer(required=False)
-    device_fingerprint = serializers.CharField(
-        required=False, max_length=64, help_text="Hex SHA-256 of light browser traits (optional)."
-    )
-
-
-class OrderLineSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    product_name = serializers.CharField()
-    kind = serializers.CharField()
-    quantity = serializers.IntegerField()
-    line_total = serializers.IntegerField()
-    delivered = serializers.BooleanField()
-    refunded = serializers.BooleanField()
-    has_keys = serializers.BooleanField(help_text="Reveal them with POST /api/orders/{token}/reveal/.")
-    booking_reference = serializers.CharField()
-
-
-class OrderStatusSerializer(serializers.Serializer):
-    number = serializers.CharField()
-    status = serializers.CharField()
-    status_label = serializers.CharField()
-    currency = serializers.CharField()
-    total_amount = serializers.IntegerField()
-    lines = OrderLineSerializer(many=True)
-
-
-class PaymentSessionSerializer(serializers.Serializer):
-    provider = serializers.CharField()
-    channel = serializers.CharField()
-    status = serializers.CharField()
-    client_secret = serializers.CharField(help_text="Stripe: for confirmCardPayment when 3-D Secure is asked for.")
-    publishable_key = serializers.CharField(help_text="Stripe: the channel's publishable key for Stripe.js.")
-    approval_url = serializers.CharField(help_text="PayPal: send the shopper here to approve the payment.")
-
-
-class PaymentMethodSerializer(serializers.Serializer):
-    channel = serializers.CharField()
-    provider = serializers.CharField()
-    name = serializers.CharField()
-
-
-class CheckoutResultSerializer(serializers.Serializer):
-    order_token = serializers.CharField()
-    order = OrderStatusSerializer()
-    payment = PaymentSessionSerializer(allow_null=True)
-
-
-def order_status_payload(order: Order) -> dict:
-    live = order.status not in ("refunded", "cancelled")
-    partly = order.status == OrderStatus.AWAITING_STOCK  # only then can a line hold keys before it is delivered
-    return {
-        "number": order.number,
-        "status": order.status,
-        "status_label": str(order.get_status_display()),
-        "currency": order.currency,
-        "total_amount": order.total_amount,
-        "lines": [
-            {
-                "id": line.pk,
-                "product_name": line.product_name,
-                "kind": line.kind,
-                "quantity": line.quantity,
-                "line_total": line.line_total,
-                "delivered": bool(line.delivered_at),
-                "refunded": bool(line.refunded_at),
-                "has_keys": live
-                and not line.refunded_at
-                and line.kind == "license_key"
-                and (
-                    line.delivered_at is not None
-                    or (partly and any(k.status == "sold" for k in line.license_keys.all()))
-                ),
-                "booking_reference": line.booking_reference,
-            }
-            for line in order.lines.all()
-        ],
-    }
-
-
-def _payment_payload(payment) -> dict | None:
-    if payment is None:
-        return None
-    channel = payment_channel_for(payment)
-    stripe = payment.provider == "stripe"
-    return {
-        "provider": payment.provider,
-        "channel": channel.code,
-        "status": payment.status,
-        "client_secret": payment.client_secret if stripe and payment.status != PaymentStatus.SUCCEEDED else "",
-        "publishable_key": channel.credential("public_key") if stripe else "",
-        "approval_url": payment.approval_url if payment.status != PaymentStatus.SUCCEEDED else "",
-    }
 
 
 class CheckoutApi(APIView):
@@ -175,6 +76,7 @@ class CheckoutApi(APIView):
             lines = [CartLine(product=products[item["product"]], quantity=item["quantity"]) for item in given]
         else:
             lines = cart_lines(request.session)
+        coupon = data.validated_data.get("coupon", "" if given is not None else cart_coupon_read(request.session))
         address = data.validated_data.get("shipping_address")
         order = checkout_create_order(
             lines=lines,
@@ -185,18 +87,20 @@ class CheckoutApi(APIView):
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
             device_id=getattr(request, "device_id", ""),
             device_fingerprint=device_fingerprint(data.validated_data.get("device_fingerprint", "")),
+            coupon=coupon,
         )
         if given is None:
             cart_clear(request.session)
         try:
-            payment = payment_start_for_order(order=order)
+            # free (flow.free_orders): released already, nothing to pay
+            payment = payment_start_for_order(order=order) if order.total_amount else None
         except OrderOutOfStock:
             raise ApiError("out_of_stock", str(MESSAGES["order_sold_out"]), status.HTTP_409_CONFLICT) from None
         except PaymentBlocked:
             raise ApiError("payment_blocked", str(MESSAGES["payment_blocked"]), status.HTTP_403_FORBIDDEN) from None
         except PaymentError:
             payment = None  # the order stands; the shopper retries payment from its page
-        body = {"order_token": order.token, "order": order_status_payload(order), "payment": _payment_payload(payment)}
+        body = {"order_token": order.token, "order": order_status_payload(order), "payment": payment_payload(payment)}
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -241,6 +145,9 @@ def order_status_etag(*, token: str, variant: tuple) -> str | None:
             "lines__delivered_at",
             "lines__refunded_at",
             "lines__booking_reference",
+            "subscription__status",
+            "subscription__current_period_end",
+            "subscription__cancel_at_period_end",
             keys_sold=Exists(LicenseKey.objects.filter(order_line=OuterRef("lines__pk"), status=KeyStatus.SOLD)),
         )
         .order_by("lines__pk")
@@ -385,4 +292,4 @@ class OrderPayApi(APIView):
                 payment.failure_message or _("Your card was declined."),
                 status.HTTP_402_PAYMENT_REQUIRED,
             )
-        return Response(_payment_payload(payment))
+        return Response(payment_payload(payment))

@@ -33,16 +33,24 @@ from payments.services import (
 )
 from riskengine.models import RiskDecision
 from riskengine.services import risk_check_before_payment, risk_record_event
+from storefront.flow.free_orders import free_order_complete
 from storefront.flow.payment import payment_apply_snapshot
+from storefront.logs import bind_order
 
 
 @transaction.atomic
 def checkout_create_order(**details) -> Order:
     """Create the pending order (orders.services.order_create takes these `details`: lines, email, shipping,
-    locale, purchase IP, user agent, device) and count it for the risk engine's velocity."""
+    locale, purchase IP, user agent, device, coupon) and count it for the risk engine's velocity.
+
+    An order that costs nothing (a free product, a coupon that takes everything) skips the payment step: it is
+    screened and released at once (flow.free_orders), and comes back no longer pending payment."""
     order = order_create(**details)
+    bind_order(order.number)
     risk_record_event(order=order, event="order_placed")
     payments_none_yet(order)
+    if order.total_amount == 0:
+        order = free_order_complete(order=order)
     return order
 
 
@@ -57,6 +65,7 @@ def payment_open_for_order(*, order: Order, channel: PaymentChannel | None = Non
     A payment already open is reused (its keys' hold extended). Otherwise the risk screen runs first
     (PaymentBlocked), then the keys are held (OrderOutOfStock), then the channels are asked in turn.
     """
+    bind_order(order.number)
     offers = payment_offers(order=order, channel=channel)
     existing = payment_open_existing(order=order, offers=offers)
     if existing is not None:

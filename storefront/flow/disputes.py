@@ -10,6 +10,7 @@ from payments.models import Dispute
 from payments.providers.base import FraudSignal
 from payments.services import payment_find
 from riskengine.feedback import fraud_outcome_takes_goods_back, fraud_signal_apply
+from storefront.flow.notify import notify_dispute_opened
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ def fraud_notice_apply(*, provider_name: str, signal: FraudSignal) -> str:
         return "unknown_payment"
     order = payment.order
     if signal.kind in DISPUTE_KINDS and signal.dispute_ref:
+        opened = not Dispute.objects.filter(provider=provider_name, provider_ref=signal.dispute_ref).exists()
         dispute_record(
             payment_id=payment.pk,
             order=order,
@@ -34,6 +36,8 @@ def fraud_notice_apply(*, provider_name: str, signal: FraudSignal) -> str:
             signal=signal,
             evidence=delivery_evidence_build(order=order),
         )
+        if opened and signal.kind == "dispute":
+            notify_dispute_opened(order=order, reason=signal.reason, amount=signal.amount, currency=signal.currency)
     revoked = 0
     if fraud_outcome_takes_goods_back(signal):
         revoked = keys_revoke_for_order(order=order, actor=f"{provider_name}:{signal.kind}")

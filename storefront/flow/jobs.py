@@ -1,6 +1,7 @@
 """Beat jobs of the flow: reconciliation, review and backorder deadlines. Each is safe to run at any time."""
 
 import logging
+from datetime import datetime
 
 from celery import shared_task
 from django.db import OperationalError
@@ -11,6 +12,12 @@ from payments.providers.base import PaymentError
 from payments.refunds import RefundNotAllowed
 from storefront.flow.reconcile import reconcile_all
 from storefront.flow.refunds import refund_issue
+from storefront.flow.renewals import (
+    renewals_claim_due,
+    subscription_renew,
+    subscriptions_end_cancelled,
+    subscriptions_remind,
+)
 from storefront.flow.review import review_expire_overdue
 
 logger = logging.getLogger(__name__)
@@ -48,3 +55,32 @@ def refund_overdue_backorders() -> int:
         except (RefundNotAllowed, PaymentError) as exc:
             logger.warning("order %s: automatic backorder refund failed: %s", order.number, exc)
     return refunded
+
+
+RENEWAL_FAN_OUT = 1000  # subscriptions claimed per sweep round; the sweep goes round until none is due
+
+
+@shared_task(bind=True, max_retries=5, acks_late=True)
+def renew_subscription(self, subscription_id: int, claim: str) -> str:
+    """One subscription's renewal for its next period (flow.renewals.subscription_renew). Idempotent: the claim
+    it carries is checked under lock, the period's order is unique and its payment is recorded before it is
+    confirmed."""
+    return subscription_renew(subscription_id=subscription_id, claim=datetime.fromisoformat(claim))
+
+
+@shared_task
+def renew_due_subscriptions() -> int:
+    """Every minute: claim the subscriptions due and hand each to its own task (a fan-out: ten thousand due at
+    the same minute are renewed by every worker at once)."""
+    handed = 0
+    while claimed := renewals_claim_due(limit=RENEWAL_FAN_OUT):
+        for subscription_id, claim in claimed:
+            renew_subscription.delay(subscription_id, claim.isoformat())
+        handed += len(claimed)
+    return handed
+
+
+@shared_task
+def subscriptions_housekeeping() -> dict:
+    """Every 10 minutes: reminders before renewals, and the end of subscriptions cancelled at period end."""
+    return {"reminded": subscriptions_remind(), "ended": subscriptions_end_cancelled()}

@@ -8,6 +8,7 @@ refunded.
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -15,10 +16,12 @@ from django.db import transaction
 from fulfillment.services import order_deliver_locked
 from orders.models import Order, OrderEvent, OrderEventType, OrderStatus, PaymentState
 from orders.status import order_event_record, order_events_write, order_lock, order_transition
+from orders.subscriptions import SavedCard, order_renewing_line, subscription_period_paid, subscription_start
 from payments.models import Payment, PaymentStatus
 from payments.providers.base import PaymentSnapshot
 from payments.services import (
     PAID,
+    payment_channel_for,
     payment_find,
     payment_is_duplicate,
     payment_lock_with_siblings,
@@ -30,6 +33,8 @@ from riskengine.models import RiskDecision
 from riskengine.review import review_case_open
 from riskengine.services import risk_assess_order, risk_record_event
 from storefront.flow import tasks
+from storefront.flow.events import order_emit, order_held
+from storefront.logs import bind_order
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ def payment_apply_snapshot(
         logger.warning("%s payment %s is not one of ours; ignored", provider_name, snapshot.ref or snapshot.capture_ref)
         return None
     order = order_lock(order_id=found.order_id)
+    bind_order(order.number)  # its log lines, and the tasks it queues, name the order
     payment, siblings = payment_lock_with_siblings(order_id=order.pk, payment_id=found.pk)
     if payment.status in PAID:
         payment_note_fee(payment=payment, snapshot=snapshot)
@@ -88,6 +94,12 @@ def _payment_succeeded(
             card_country=snapshot.card_country,
             billing_country=snapshot.billing_country or snapshot.payer_country,
             radar=snapshot.radar,
+        ),
+        saved_card=lambda: SavedCard(
+            provider=payment.provider,
+            channel_code=payment_channel_for(payment).code,
+            customer_ref=snapshot.customer_ref,
+            method_ref=snapshot.method_ref,
         ),
     )
 
@@ -137,6 +149,7 @@ def order_mark_paid(
 ) -> Order:
     """Record that the order's payment cleared (see _order_paid). Idempotent."""
     order = order_lock(order_id=order_id)
+    bind_order(order.number)
     return _order_paid(
         order=order, amount=amount, currency=currency, payment_ref=payment_ref, actor=actor, signals=signals
     )
@@ -150,6 +163,7 @@ def _order_paid(
     payment_ref: str,
     actor: str,
     signals: PaymentSignals | None = None,
+    saved_card: Callable[[], SavedCard] | None = None,
 ) -> Order:
     """Record that the order's payment cleared, check the amount, assess risk, then release, hold or decline.
 
@@ -171,7 +185,7 @@ def _order_paid(
         expected = {"amount": order.total_amount, "currency": order.currency}
         received = {"amount": amount, "currency": currency.upper()}
         logger.warning("order %s: payment %s amount mismatch %s != %s", order.number, payment_ref, received, expected)
-        return order_transition(
+        order = order_transition(
             order=order,
             locked=True,
             also=card,
@@ -181,6 +195,8 @@ def _order_paid(
             note="Paid amount does not match the order; held for staff.",
             data={"reason": "payment_mismatch", "expected": expected, "received": received, "payment": payment_ref},
         )
+        order_held(order=order, reason="the paid amount does not match the order", for_review=True)
+        return order
     events: list = []  # the status events of this transaction, written together at its end
     order = order_transition(
         order=order,
@@ -192,6 +208,13 @@ def _order_paid(
         actor=actor,
         data={"payment": payment_ref},
     )
+    order_emit(event="order.paid", order=order)
+    if order.subscription_id or order_renewing_line(order):  # a subscription starts or moves on a period
+        card = saved_card() if saved_card is not None else None
+        if order.subscription_id:
+            subscription_period_paid(order=order, card=card, actor=actor)
+        else:
+            subscription_start(order=order, card=card or SavedCard(provider=""), actor=actor)
     risk_record_event(order=order, event="card_used")
     assessment = risk_assess_order(order=order, radar=signals.radar)
     if assessment.decision == RiskDecision.APPROVE:
@@ -210,6 +233,11 @@ def _order_paid(
         data={"reason": "risk", "decision": assessment.decision, "score": assessment.score},
     )
     order_events_write(events)
+    order_held(
+        order=order,
+        reason=f"risk {assessment.decision} ({assessment.score}): {top}",
+        for_review=(assessment.decision == RiskDecision.REVIEW),
+    )
     if assessment.decision == RiskDecision.REVIEW:
         review_case_open(order=order, assessment=assessment)
     else:

@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from fulfillment.keys import keys_release_for_order, keys_revoke_for_order
 from fulfillment.models import DeliveryAccess, Membership
-from fulfillment.services import memberships_end
+from fulfillment.services import memberships_end, subscription_access_end
 from orders.links import BadLink, shopper_refund_token_check
-from orders.models import Order, OrderEventType, OrderLine, OrderStatus, PaymentState
+from orders.models import Order, OrderEventType, OrderLine, OrderStatus, PaymentState, SubscriptionStatus
 from orders.status import (
     can_transition,
     determine_fulfilment_status,
@@ -24,7 +24,8 @@ from orders.status import (
     order_payment_state_set,
     order_transition,
 )
-from orders.tasks import send_order_email
+from orders.subscriptions import subscription_cancel, subscription_lock
+from orders.tasks import send_order_email, send_subscription_email
 from payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from payments.providers.base import RefundNotice
 from payments.refunds import (
@@ -45,6 +46,7 @@ from payments.refunds import (
 )
 from payments.services import payment_find, payment_lock
 from riskengine.review import review_cases_close_for_refund
+from storefront.flow.events import order_emit
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +103,22 @@ def refund_settle(*, refund_id: int, provider_ref: str) -> Refund:
     return settled
 
 
+def _subscription_end_if_current(*, order: Order, actor: str, reason: str) -> None:
+    """A refunded order that paid a subscription's current period (the first, declined by the risk engine or
+    rejected in review; the last, refunded by staff) ends the subscription: nothing more is charged, access
+    ends now. Refunding an older period changes nothing else."""
+    if not order.subscription_id:
+        return
+    subscription = subscription_lock(order.subscription_id)
+    if subscription.status == SubscriptionStatus.CANCELLED or order.subscription_period < subscription.periods_paid:
+        return
+    subscription_cancel(subscription=subscription, actor=actor, note=f"Period refunded: {reason}")
+    subscription_access_end(subscription_id=subscription.pk)
+    transaction.on_commit(
+        lambda: send_subscription_email.delay(subscription.pk, "subscription_cancelled", None), robust=True
+    )
+
+
 def _withdraw(*, order: Order, line_ids: list[int], whole: bool, actor: str, reason: str) -> None:
     """Take back what these lines delivered (keys, links, memberships) and move the order. In a transaction."""
     now = timezone.now()
@@ -119,6 +137,7 @@ def _withdraw(*, order: Order, line_ids: list[int], whole: bool, actor: str, rea
         )
         keys_release_for_order(order=order, actor=actor)
         review_cases_close_for_refund(order=order, actor=actor)
+        _subscription_end_if_current(order=order, actor=actor, reason=reason)
         template = "order_refunded"
     else:
         order_payment_state_set(order=order, state=PaymentState.PARTIALLY_REFUNDED, actor=actor)
@@ -132,6 +151,7 @@ def _withdraw(*, order: Order, line_ids: list[int], whole: bool, actor: str, rea
         _move_after_partial_refund(order=order, actor=actor)
         template = "order_partially_refunded"
     transaction.on_commit(lambda: send_order_email.delay(order.pk, template), robust=True)
+    order_emit(event="order.refunded", order=order, whole=whole, refunded_line_ids=[line.pk for line in lines])
 
 
 def _move_after_partial_refund(*, order: Order, actor: str) -> None:

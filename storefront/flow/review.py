@@ -19,6 +19,7 @@ from riskengine.review import (
     review_cases_overdue,
     risk_blocklist_order_identifiers,
 )
+from storefront.flow.events import order_emit
 from storefront.flow.refunds import refund_issue
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ def review_approve(*, case_id: int, user, note: str) -> Order:
             order=order, locked=True, to_status=OrderStatus.PAID, actor=actor, note=f"Approved: {note}"[:300]
         )
         review_case_decide(case=case, status=ReviewStatus.APPROVED, user=user, note=note, is_fraud=False)
-        return order_deliver_locked(order=order, actor=actor)
+        order = order_deliver_locked(order=order, actor=actor)
+        order_emit(event="order.review_decided", order=order, decision="approved")
+        return order
 
 
 def review_reject(*, case_id: int, user, note: str, blocklist: list[str] | None = None) -> Order:
@@ -50,6 +53,7 @@ def review_reject(*, case_id: int, user, note: str, blocklist: list[str] | None 
         order_event_record(
             order=order, type=OrderEventType.REVIEW_REJECTED, actor=actor, note=note, data={"blocked": blocked}
         )
+        order_emit(event="order.review_decided", order=order, decision="rejected")
     return order
 
 

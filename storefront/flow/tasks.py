@@ -7,7 +7,11 @@ from celery import shared_task
 from orders.models import Order, OrderStatus
 from payments.models import Payment
 from payments.providers.base import PaymentError
+from storefront.flow.notify import send_merchant_email  # noqa: F401  (registers the task)
+from storefront.flow.outbound import deliver_webhook, webhooks_send_due  # noqa: F401  (registers the tasks)
+from storefront.flow.privacy_jobs import purge_personal_data  # noqa: F401  (registers the beat job)
 from storefront.flow.refunds import refund_duplicate, refund_issue
+from storefront.flow.staff_jobs import resume_stalled_staff_jobs, run_staff_job  # noqa: F401  (registers the tasks)
 
 logger = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from riskengine.learning import model_status
 from riskengine.models import FraudLabel, ListKind, ReviewCase, ReviewStatus, RiskRule, RiskSettings, RuleMode
 from riskengine.review import BLOCKABLE, ReviewError, review_claim
 from riskengine.selectors import linked_orders
+from storefront.charts import dispute_chart
 from storefront.flow.review import review_approve, review_reject
 
 REVIEW_PERMISSION = "riskengine.review_orders"
@@ -217,28 +218,9 @@ def _decision_chart(days: list[metrics.DecisionCounts], *, width: int = 720, hei
     return {"width": width, "height": height, "bars": bars}
 
 
-def _dispute_chart(months: list[metrics.MonthDisputes], *, width: int = 480, height: int = 160) -> dict:
-    """Bars of each month's dispute ratio with the card networks' early-warning lines."""
-    levels = {network: float(level * 100) for network, level in metrics.DISPUTE_THRESHOLDS.items()}
-    peak = max([m.percent or 0 for m in months] + [max(levels.values()) * 1.5])
-    slot = width / max(len(months), 1)
-
-    def y(percent: float) -> float:
-        return round(height - percent / peak * height, 1)
-
-    bars = [
-        {
-            "x": round(index * slot + 4, 1),
-            "width": round(slot - 8, 1),
-            "y": y(month.percent or 0),
-            "height": round(height - y(month.percent or 0), 1),
-            "over": bool(month.over),
-            "title": f"{month.month:%Y-%m}: {month.disputes} disputes / {month.paid_orders} paid",
-        }
-        for index, month in enumerate(months)
-    ]
-    lines = [{"network": n, "percent": p, "y": y(p)} for n, p in levels.items()]
-    return {"width": width, "height": height, "bars": bars, "lines": lines}
+def _dispute_chart(months: list[metrics.MonthDisputes]) -> dict:
+    """Bars of each month's dispute ratio with the card networks' early-warning lines (shared with the dashboard)."""
+    return dispute_chart(months, metrics.DISPUTE_THRESHOLDS)
 
 
 def percent(part: int, whole: int, digits: int = 1) -> str:

@@ -7,6 +7,8 @@ import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from playwright.sync_api import expect
 
 from catalog.models import FulfilmentKind, StockDisplay
@@ -14,7 +16,7 @@ from fulfillment.models import KeyStatus, LicenseKey
 from orders.models import Order, OrderStatus
 from riskengine.models import ReviewStatus, RiskRule, RuleType
 from tests.e2e.steps import add_to_cart, check_out, order_line, pay_by_card, reveal_key
-from tests.factories import ProductFactory, add_keys
+from tests.factories import ProductFactory, add_keys, second_factor_device
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,11 +24,16 @@ reviewers_migration = importlib.import_module("riskengine.migrations.0004_review
 PASSWORD = "e2e-staff-pass-1"
 
 
-def log_in(page, url: str, username: str) -> None:
+def log_in(page, url: str, username: str, device: TOTPDevice | None = None) -> None:
+    """The login page, then (for staff with an authenticator app) the second factor's page with the app's code."""
     page.goto(url)
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.locator("form [type=submit]").click()
+    if device is not None:
+        expect(page).to_have_url(re.compile(r"/staff/2fa/verify/"))
+        page.fill("#id_token", f"{totp(device.bin_key, step=device.step, digits=device.digits):06d}")
+        page.locator("form [type=submit]").first.click()
 
 
 def stock_cell(page, product):
@@ -39,10 +46,10 @@ def test_merchant_imports_pasted_keys_in_admin_and_the_stock_goes_up(browsers):
     # Given a license-key product with 2 keys, whose storefront page shows the exact count
     product = ProductFactory(name="Comet Miner key", kind=FulfilmentKind.LICENSE_KEY, stock_display=StockDisplay.COUNT)
     existing = add_keys(product, 2, prefix="OLD")
-    get_user_model().objects.create_superuser("merchant", "merchant@example.com", PASSWORD)
+    boss = get_user_model().objects.create_superuser("merchant", "merchant@example.com", PASSWORD)
     merchant = browsers.open("merchant", width=1600)  # narrower, the product list scrolls its stock column away
     page = merchant.page
-    log_in(page, "/admin/login/?next=/admin/catalog/product/", "merchant")
+    log_in(page, "/admin/login/?next=/admin/catalog/product/", "merchant", device=second_factor_device(boss))
     expect(stock_cell(page, product)).to_have_text("2")
 
     # When the merchant opens the product, chooses Import keys and pastes 20 new keys (and one already in stock)

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from tests.load.checks import check_exactly_once, settle
-from tests.load.stack import Stack
+from tests.load.stack import Stack, free_port, wait_for
 
 WEBHOOK = "/payments/stripe/webhook/"
 
@@ -234,7 +234,26 @@ def _pipeline_level(stack: Stack, client, level: int, per_level: int, budget_s: 
 def product_page(stack: Stack, *, clients: int = 16, seconds: float = 10.0) -> dict:
     """The storefront's product page under `clients` concurrent browsers for `seconds` (bounded)."""
     product = product_with_keys("page-load", 20)
-    url = f"{stack.url}/p/{product.slug}/"
+    return page_load(f"{stack.url}/p/{product.slug}/", clients=clients, seconds=seconds)
+
+
+def bare_view(stack: Stack, *, clients: int = 16, seconds: float = 10.0) -> dict:
+    """The ceiling beside the product page: a one-query view on a second gunicorn of the same shape, settings,
+    middleware and database (tests/load/bare_settings.py), loaded by the same client. Started and stopped here."""
+    port = free_port()
+    env = {**stack.env, "DJANGO_SETTINGS_MODULE": "tests.load.bare_settings"}
+    web = stack.spawn_web(port=port, workers=2, threads=4, env=env, name="gunicorn-bare")
+    url = f"http://127.0.0.1:{port}/bare/"
+    try:
+        wait_for(lambda: requests.get(url, timeout=2).status_code == 200, timeout=30, what="bare gunicorn")
+        return page_load(url, clients=clients, seconds=seconds)
+    finally:
+        web.terminate()
+        web.wait(30)
+
+
+def page_load(url: str, *, clients: int, seconds: float) -> dict:
+    """GET `url` from `clients` threads for `seconds`: requests per second, latency, errors."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()

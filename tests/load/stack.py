@@ -121,17 +121,25 @@ class Stack:
     # --- web and worker -----------------------------------------------------------------------------------
 
     def collect_static(self) -> None:
+        """Into the stack's own folder: a suite running beside the bench keeps the project's staticfiles/."""
+        self.env["STATIC_ROOT"] = str(Path(self.dir) / "staticfiles")
         subprocess.run(
             [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=self.env, check=True
         )
 
     def start_web(self, *, workers: int = 2, threads: int = 4) -> None:
-        self.web = subprocess.Popen(
+        self.web = self.spawn_web(port=self.web_port, workers=workers, threads=threads, env=self.env)
+        wait_for(lambda: requests.get(self.url + "/", timeout=2).status_code == 200, timeout=30, what="gunicorn")
+
+    def spawn_web(
+        self, *, port: int, workers: int, threads: int, env: dict, name: str = "gunicorn"
+    ) -> subprocess.Popen:
+        return subprocess.Popen(
             [
                 str(VENV_BIN / "gunicorn"),
                 "storefront.wsgi:application",
                 "-b",
-                f"127.0.0.1:{self.web_port}",
+                f"127.0.0.1:{port}",
                 "-w",
                 str(workers),
                 "--threads",
@@ -144,11 +152,10 @@ class Stack:
                 "warning",
             ],
             cwd=ROOT,
-            env=self.env,
-            stdout=self._log("gunicorn"),
+            env=env,
+            stdout=self._log(name),
             stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: requests.get(self.url + "/", timeout=2).status_code == 200, timeout=30, what="gunicorn")
 
     def start_worker(self, *, concurrency: int = 2) -> None:
         with self._lock:

@@ -42,15 +42,14 @@ def _tree(root: int, tree: dict[int, list[int]]) -> list[int]:
 
 
 def _postgres_pids() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
+    """The PostgreSQL processes that work for the stack: the backends connected to its database and the server's
+    own processes (WAL writer, checkpointer...), not the backends of other databases on the same server (another
+    suite running beside the bench would be counted otherwise)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR datname IS NULL")
+        return [row[0] for row in cursor.fetchall()]
 
 
 def stack_cpu_by_process(stack: Stack, *, localstripe_pid: int, exclude: set[int]) -> dict[str, float]:

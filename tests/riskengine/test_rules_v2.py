@@ -61,6 +61,7 @@ def test_the_shipped_defaults_are_what_the_migrations_leave_in_a_new_database():
     importlib.import_module("riskengine.migrations.0008_rules_v2").forwards(django_apps, None)
     RiskSettings.objects.update_or_create(pk=1, defaults={"review_threshold": 40, "decline_threshold": 80})
     importlib.import_module("riskengine.migrations.0010_rules_v3").forwards(django_apps, None)
+    importlib.import_module("riskengine.migrations.0011_coupon_rule").forwards(django_apps, None)
 
     # Then the rules are exactly riskengine.defaults (what tests, the simulator and the e2e shop install)
     made = {(r.name, r.type, json.dumps(r.params, sort_keys=True), r.points) for r in RiskRule.objects.all()}

@@ -126,3 +126,22 @@ def test_the_merchant_refunds_a_delivered_order(demo):
     while f"Your order {order['number']} was refunded" not in demo.output() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert f"Your order {order['number']} was refunded" in demo.output()
+
+
+def test_a_monthly_membership_keeps_the_card_and_can_be_cancelled_at_period_end(demo):
+    # Given a shopper who subscribes to the demo's monthly membership with the card that pays
+    buyer = shopper(demo, "member@example.com")
+    buyer.buy("pro-club-monthly")
+    answer = buyer.pay_by_card(CARD_PAYS)
+    assert answer.status_code == 200, answer.text
+
+    # Then the order is delivered and has started a subscription renewing next month
+    order = buyer.wait_for_status("fulfilled")
+    assert order["subscription"]["status"] == "active" and not order["subscription"]["cancel_at_period_end"]
+
+    # And from the link on the order page they cancel at the end of the period, with a reason
+    manage = order["subscription"]["manage_url"]
+    assert manage in buyer.order_page()
+    assert 'id="cancel-form"' in buyer.get(manage).text
+    buyer.post_form(manage + "change/", {"action": "cancel", "reason": "Trying it out"})
+    assert buyer.order()["subscription"]["cancel_at_period_end"] is True

@@ -88,6 +88,10 @@ def test_product_list_lists_products_on_sale_with_stock(client):
         "requires_shipping": False,
         "in_stock": True,
         "stock": {"state": "low", "count": None},  # 1 key, threshold 5
+        "price_breaks": [],
+        "billing_interval": None,
+        "key_source": "pool",  # issue 15: how its keys are made
+        "activation_limit": None,
     }
     assert by_name["Sold Out"]["in_stock"] is False
     assert by_name["Sold Out"]["stock"] == {"state": "sold_out", "count": None}
@@ -144,7 +148,14 @@ def test_cart_put_get_delete_round_trip(client):
         for line in put_json(client, "/api/cart/", {"product": game.slug, "quantity": 0}).json()["lines"]
     ] == [manual.slug]
     assert client.delete("/api/cart/").status_code == 204
-    assert client.get("/api/cart/").json() == {"lines": [], "subtotal_amount": 0, "currency": ""}
+    assert client.get("/api/cart/").json() == {
+        "lines": [],
+        "subtotal_amount": 0,
+        "coupon": None,
+        "discount_amount": 0,
+        "total_amount": 0,
+        "currency": "",
+    }
 
 
 def test_cart_put_over_the_maximum_is_400(client):
@@ -346,16 +357,33 @@ def test_schema_documents_every_error_status_as_the_error_envelope(client):
     assert {op: sorted(codes) for op, codes in declared.items()} == {
         ("GET", "/api/products/"): [],
         ("GET", "/api/products/{slug}/"): [404],
-        ("GET", "/api/cart/"): [],
-        ("PUT", "/api/cart/"): [400, 404, 415],
+        ("GET", "/api/cart/"): [400, 429],
+        ("PUT", "/api/cart/"): [400, 404, 415, 429],
         ("DELETE", "/api/cart/"): [],
         ("POST", "/api/checkout/"): [400, 403, 404, 409, 415, 429],
         ("GET", "/api/orders/{token}/"): [404],
         ("POST", "/api/orders/{token}/pay/"): [400, 402, 403, 404, 409, 415, 503],
         ("GET", "/api/orders/{token}/payment-methods/"): [404],
         ("POST", "/api/orders/{token}/reveal/"): [400, 404, 415],
+        # issue 15: the license API (its own error shape, LicenseError) and the merchant API
+        ("POST", "/api/v1/licenses/activate"): [400, 404, 415, 422, 429],
+        ("POST", "/api/v1/licenses/validate"): [400, 404, 415, 422, 429],
+        ("POST", "/api/v1/licenses/deactivate"): [400, 404, 415, 422, 429],
+        ("GET", "/api/v1/merchant/orders"): [401, 403, 429],
+        ("GET", "/api/v1/merchant/orders/{number}"): [401, 403, 404, 429],
+        ("GET", "/api/v1/merchant/licenses"): [401, 403, 429],
+        ("GET", "/api/v1/merchant/licenses/{license_id}"): [401, 403, 404, 429],
+        ("GET", "/api/v1/merchant/licenses/{license_id}/activations"): [401, 403, 404, 429],
+        ("POST", "/api/v1/merchant/licenses/{license_id}/disable"): [401, 403, 404, 429],
+        ("POST", "/api/v1/merchant/licenses/{license_id}/enable"): [401, 403, 404, 429],
+        ("POST", "/api/v1/merchant/licenses/{license_id}/reset-activations"): [401, 403, 404, 429],
     }
-    assert all(answer == error for codes in declared.values() for answer in codes.values())
+    licenses = {"$ref": "#/components/schemas/LicenseError"}
+    assert all(
+        answer == (licenses if path.startswith("/api/v1/licenses/") else error)
+        for (_, path), codes in declared.items()
+        for answer in codes.values()
+    )
     body = schema["components"]["schemas"]["ApiErrorBody"]
     assert (body["required"], sorted(body["properties"])) == (
         ["code", "message"],

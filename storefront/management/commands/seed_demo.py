@@ -6,8 +6,10 @@ from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from catalog.models import FulfilmentKind, Product
+from catalog.models import BillingInterval, FulfilmentKind, Product
 from fulfillment.keys import keys_add_to_pool
+from fulfillment.models import KeySource, LicensePolicy
+from orders.models import Coupon, CouponKind
 from storefront.demo_shop import demo_shop_seed
 
 # The demo's logins, printed by `manage.py demo`. Development only, like storefront.settings_demo.
@@ -55,7 +57,34 @@ DEMO_PRODUCTS = [
         "description": "The installer on a USB stick, shipped to you.",
         "description_zh_hans": "装有安装程序的 U 盘，寄送给您。",
     },
+    {
+        "slug": "pro-club-monthly",
+        "name": "Pro Club membership — monthly",
+        "name_zh_hans": "专业俱乐部会员 — 按月",
+        "kind": FulfilmentKind.MEMBERSHIP,
+        "billing_interval": BillingInterval.MONTH,
+        "price_amount": 900,
+        "max_per_order": 1,
+        "description": "Members-only tutorials and a monthly expert Q&A. **Renews every month**; cancel at any time "
+        "from the link in your emails.",
+        "description_zh_hans": "会员专属教程和每月专家答疑。**每月自动续订**，可随时通过邮件中的链接取消。",
+    },
+    {
+        "slug": "code-linter-pro",
+        "name": "Code Linter Pro — 2 computers",
+        "name_zh_hans": "代码检查专业版 — 两台电脑",
+        "kind": FulfilmentKind.LICENSE_KEY,
+        "price_amount": 3900,
+        "description": "A key made for you at purchase, activated on up to **two computers** (free one from your "
+        "order page to move it).",
+        "description_zh_hans": "购买时为您生成的密钥，最多可在两台电脑上激活。",
+        "redemption_instructions": "Start Code Linter Pro and paste the key; it activates this computer.",
+    },
 ]
+MEMBERS_GROUP = "Pro Club members"
+DEMO_COUPON = {"code": "WELCOME10", "kind": CouponKind.PERCENT, "percent_off": 10, "max_uses_per_shopper": 1}
+# Products whose keys are generated at delivery, checked through the license API (fulfillment.LicensePolicy).
+GENERATED_KEYS = {"code-linter-pro": {"key_source": KeySource.GENERATED, "activation_limit": 2}}
 
 
 class Command(BaseCommand):
@@ -68,14 +97,19 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args, username: str, password: str, **options):
         for spec in DEMO_PRODUCTS:
+            if spec["kind"] == FulfilmentKind.MEMBERSHIP:
+                spec = {**spec, "membership_group": Group.objects.get_or_create(name=MEMBERS_GROUP)[0]}
             product, created = Product.objects.get_or_create(slug=spec["slug"], defaults=spec)
-            if product.kind == FulfilmentKind.LICENSE_KEY:
+            if product.slug in GENERATED_KEYS:
+                LicensePolicy.objects.get_or_create(product=product, defaults=GENERATED_KEYS[product.slug])
+            elif product.kind == FulfilmentKind.LICENSE_KEY:
                 keys = [f"DEMO-{product.pk:03d}-{i:04d}-{(i * 7919) % 10000:04d}" for i in range(50)]
                 added = keys_add_to_pool(product=product, secrets_=keys, actor="seed_demo")
                 self.stdout.write(f"{product.slug}: {added} keys added")
             if product.kind == FulfilmentKind.DOWNLOAD and not product.download_file:
                 product.download_file.save("design-templates.zip", ContentFile(b"PK demo archive\n" * 64))
         demo_shop_seed()  # name, logo, announcement, categories, footer pages, pictures, quantity prices
+        Coupon.objects.get_or_create(code=DEMO_COUPON["code"], defaults=DEMO_COUPON)  # 10% off, once per shopper
         user_model = get_user_model()
         user, created = user_model.objects.get_or_create(username=username, defaults={"is_staff": True})
         if created:

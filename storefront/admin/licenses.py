@@ -1,0 +1,70 @@
+"""Admin for selling software: a product's license policy (an inline of the product), licenses with their
+activations (disable, enable, reset), all acting through fulfillment.licenses."""
+
+from django.contrib import admin, messages
+
+from fulfillment import licenses
+from fulfillment.models import License, LicenseActivation, LicensePolicy
+from storefront.admin.base import ReadOnlyAdmin
+
+
+class LicensePolicyInline(admin.StackedInline):
+    """Shown on every product; only license-key products use it (none: keys from the imported pool, untracked)."""
+
+    model = LicensePolicy
+    extra = 0
+    max_num = 1
+    can_delete = True
+    fields = ("key_source", "pattern", "activation_limit", "expires_after_days", "track_pool_keys")
+    verbose_name = "license policy (license-key products: generated keys, activations, expiry)"
+    verbose_name_plural = verbose_name
+
+
+class LicenseActivationInline(admin.TabularInline):
+    model = LicenseActivation
+    extra = 0
+    can_delete = False
+    fields = ("instance_id", "name", "created_at", "deactivated_at", "deactivated_by")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(License)
+class LicenseAdmin(ReadOnlyAdmin):
+    """Licenses by product and status; never the key. Merchants disable, enable or reset activations."""
+
+    list_display = ("id", "product", "status", "activation_usage", "activation_limit", "expires_at", "created_at")
+    list_filter = ("disabled", "product")
+    search_fields = ("=key__order_line__order__number",)
+    list_select_related = ("product", "key")
+    fields = ("product", "key", "status", "activation_limit", "activation_usage", "expires_at", "disabled")
+    readonly_fields = fields
+    inlines = [LicenseActivationInline]
+    actions = ["disable", "enable", "reset_activations"]
+
+    @admin.display(description="status")
+    def status(self, obj: License) -> str:
+        return licenses.license_status(obj)
+
+    def has_change_permission(self, request, obj=None):  # the view page, with its actions
+        return request.user.has_perm("fulfillment.change_license")
+
+    def _act(self, request, queryset, verb: str, act) -> None:
+        actor = f"staff:{request.user.get_username()}"
+        for license_id in queryset.values_list("pk", flat=True):
+            act(license_id=license_id, actor=actor)
+        messages.success(request, f"{verb} {queryset.count()} license(s).")
+
+    @admin.action(description="Disable selected licenses (they validate false)", permissions=["change"])
+    def disable(self, request, queryset):
+        self._act(request, queryset, "Disabled", lambda **kw: licenses.license_set_disabled(disabled=True, **kw))
+
+    @admin.action(description="Enable selected licenses", permissions=["change"])
+    def enable(self, request, queryset):
+        self._act(request, queryset, "Enabled", lambda **kw: licenses.license_set_disabled(disabled=False, **kw))
+
+    @admin.action(description="Reset activations of selected licenses", permissions=["change"])
+    def reset_activations(self, request, queryset):
+        self._act(request, queryset, "Reset the activations of", licenses.license_reset_activations)
