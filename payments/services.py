@@ -29,6 +29,7 @@ from payments.providers.base import (
     WebhookNotice,
 )
 from payments.routing import ChannelOffer, channels_for_order
+from payments.signals import webhook_received
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +307,10 @@ def payment_note_fee(*, payment: Payment, snapshot: PaymentSnapshot) -> None:
 
 def webhook_notice_read(*, channel: PaymentChannel, payload: bytes, headers: dict[str, str]) -> WebhookNotice:
     """Verify and parse a provider notification; raises WebhookRejected (nothing recorded) when it fails."""
-    return provider_for_channel(channel).parse_webhook(payload=payload, headers=headers)
+    provider = provider_for_channel(channel)
+    notice = provider.parse_webhook(payload=payload, headers=headers)
+    webhook_received.send(sender=WebhookNotice, provider=provider.name, sent_at=notice.sent_at)
+    return notice
 
 
 def webhook_seen(*, provider_name: str, event_id: str) -> bool:

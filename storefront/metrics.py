@@ -28,11 +28,13 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_save
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from fulfillment.signals import order_delivered
+from payments.signals import webhook_received
 from riskengine.models import RiskAssessment
 from storefront.metrics_shop import ShopCollector
 
@@ -56,6 +58,12 @@ PAYMENT_TO_DELIVERY_SECONDS = Histogram(
     "storefront_payment_to_delivery_seconds",
     "From an order's payment to the delivery of all its digital goods (waiting for stock included).",
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 3 * 24 * 3600),
+)
+WEBHOOK_LAG_SECONDS = Histogram(
+    "storefront_webhook_lag_seconds",
+    "From the moment a provider made a notification to the moment it reached the shop, by provider.",
+    ["provider"],
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600),
 )
 RISK_DECISIONS = Counter(
     "storefront_risk_decisions",
@@ -153,7 +161,13 @@ def _risk_assessed(sender, *, instance: RiskAssessment, created: bool, raw: bool
     transaction.on_commit(child.inc)
 
 
+def _webhook_received(sender, *, provider: str, sent_at, **kwargs) -> None:
+    if sent_at is not None:
+        WEBHOOK_LAG_SECONDS.labels(provider=provider).observe(max(0.0, (timezone.now() - sent_at).total_seconds()))
+
+
 def metrics_connect_signals() -> None:
     """Connected once, in StorefrontConfig.ready (every process: web and worker)."""
+    webhook_received.connect(_webhook_received, dispatch_uid="storefront.metrics.webhook_received")
     order_delivered.connect(_order_delivered, dispatch_uid="storefront.metrics.order_delivered")
     post_save.connect(_risk_assessed, sender=RiskAssessment, dispatch_uid="storefront.metrics.risk_assessed")

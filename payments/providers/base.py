@@ -144,6 +144,7 @@ class WebhookNotice:
     fraud: FraudSignal | None = None
     refund: RefundNotice | None = None
     approved_ref: str = ""  # PayPal: an order the buyer approved, to capture now
+    sent_at: datetime | None = None  # when the provider made the event (its lag until it reached us is a metric)
 
 
 @dataclass(frozen=True)

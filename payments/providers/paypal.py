@@ -9,6 +9,7 @@ verify-webhook-signature call. See payments.providers.paypal_webhooks.
 
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import requests
@@ -245,7 +246,7 @@ class PayPalProvider:
             notice = _notice(event_id, event_type, resource)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, MoneyError) as exc:
             raise WebhookRejected(f"{event_type[:100]} could not be read") from exc
-        return checked_notice(notice)
+        return checked_notice(replace(notice, sent_at=_event_time(event.get("create_time"))))
 
     # --- plumbing -----------------------------------------------------------------------------------------
 
@@ -386,6 +387,15 @@ def _capture_snapshot(capture: dict) -> PaymentSnapshot:
         fee=fee or None,
         failure_message="" if status != "failed" else "paypal capture declined",
     )
+
+
+def _event_time(value) -> datetime | None:
+    """When PayPal made the event (RFC 3339), for the lag metric; None when absent or unreadable."""
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= 40 else None
+    except ValueError:
+        return None
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
 
 
 def _notice(event_id: str, event_type: str, resource: dict) -> WebhookNotice:

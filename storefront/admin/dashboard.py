@@ -26,6 +26,7 @@ from payments.health import channel_health
 from payments.models import Dispute, DisputeStatus, Payment, PaymentChannel, PaymentStatus
 from riskengine.metrics import DISPUTE_SOURCE, DISPUTE_THRESHOLDS, MonthDisputes
 from riskengine.models import FraudLabel, ReviewCase, ReviewStatus
+from storefront.admin.subscriptions import subscription_figures
 from storefront.charts import Bar, bar_chart, dispute_chart
 from storefront.templatetags.money import money
 
@@ -247,5 +248,6 @@ def merchant_dashboard(request):
         "open_disputes": Dispute.objects.filter(status=DisputeStatus.NEEDS_RESPONSE).count(),
         "stock_alerts": stock_alerts(),
         "channels": channels_health(now),
+        "subscriptions": subscription_figures(now=now),
     }
     return TemplateResponse(request, "admin/storefront/dashboard.html", context)

@@ -21,26 +21,31 @@ MONTHS_PER_INTERVAL = {"month": 1, "quarter": 3, "year": 12}
 
 
 def subscription_figures(*, now=None) -> dict:
-    """Active subscriptions, monthly recurring revenue per currency (minor units), churn and renewals of the
-    last 30 days. Aggregates only: cheap at any size."""
+    """Active and past-due subscriptions, monthly recurring revenue per currency (minor units), churn and renewals
+    of the last 30 days: two aggregate queries at any size (the subscription list's header and the dashboard)."""
     now = now or timezone.now()
-    since = now - timedelta(days=30)
     live = Subscription.objects.filter(status__in=[SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE])
+    rows = live.values("currency", "interval").annotate(
+        amount=Sum(F("unit_price") * F("quantity")),
+        count=Count("pk"),
+        past_due=Count("pk", filter=Q(status=SubscriptionStatus.PAST_DUE)),
+    )
     mrr: dict[str, int] = {}
-    for row in live.values("currency", "interval").annotate(amount=Sum(F("unit_price") * F("quantity"))):
+    active = past_due = 0
+    for row in rows:
         monthly = row["amount"] // MONTHS_PER_INTERVAL.get(row["interval"], 1)
         mrr[row["currency"]] = mrr.get(row["currency"], 0) + monthly
-    events = SubscriptionEvent.objects.filter(created_at__gte=since).aggregate(
+        active, past_due = active + row["count"], past_due + row["past_due"]
+    events = SubscriptionEvent.objects.filter(created_at__gte=now - timedelta(days=30)).aggregate(
         failed=Count("pk", filter=Q(type=SubscriptionEventType.RENEWAL_FAILED)),
         recovered=Count("pk", filter=Q(type=SubscriptionEventType.RECOVERED)),
         renewed=Count("pk", filter=Q(type=SubscriptionEventType.RENEWED)),
         cancelled=Count("pk", filter=Q(type=SubscriptionEventType.CANCELLED)),
     )
-    active = live.count()
-    base = active + events["cancelled"]
+    base = active + events["cancelled"]  # live now, plus those that ended within the 30 days
     return {
         "active": active,
-        "past_due": live.filter(status=SubscriptionStatus.PAST_DUE).count(),
+        "past_due": past_due,
         "mrr": mrr,
         "churn_30d": round(100 * events["cancelled"] / base, 1) if base else 0.0,
         **events,

@@ -327,3 +327,37 @@ def test_in_multiprocess_mode_a_scrape_adds_up_every_process(tmp_path, monkeypat
 
 def _env() -> dict:
     return {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+
+
+@pytest.mark.django_db
+def test_a_webhook_is_observed_with_its_lag_from_the_providers_event_time(time_machine):
+    # Given a signed Stripe event made 42 seconds before it reaches the shop
+    from tests.conftest import signed_stripe_event
+
+    time_machine.move_to(timezone.now(), tick=False)
+    before = scrape()
+    count = value(before, "storefront_webhook_lag_seconds_count", provider="stripe")
+    total = value(before, "storefront_webhook_lag_seconds_sum", provider="stripe")
+    under_a_minute = value(before, "storefront_webhook_lag_seconds_bucket", provider="stripe", le="60.0")
+    under_half_a_minute = value(before, "storefront_webhook_lag_seconds_bucket", provider="stripe", le="30.0")
+    event = {
+        "id": f"evt_lag_{uuid.uuid4().hex}",
+        "object": "event",
+        "type": "customer.created",
+        "created": int(timezone.now().timestamp()) - 42,
+        "data": {"object": {"id": "cus_lag", "object": "customer"}},
+    }
+    payload, header = signed_stripe_event(event)
+
+    # When it arrives
+    answer = Client().post(
+        "/payments/stripe/webhook/", data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+
+    # Then its lag is observed once: 42 seconds, under a minute and over half of one
+    assert answer.status_code == 200
+    after = scrape()
+    assert value(after, "storefront_webhook_lag_seconds_count", provider="stripe") == count + 1
+    assert value(after, "storefront_webhook_lag_seconds_sum", provider="stripe") == pytest.approx(total + 42, abs=1)
+    assert value(after, "storefront_webhook_lag_seconds_bucket", provider="stripe", le="60.0") == under_a_minute + 1
+    assert value(after, "storefront_webhook_lag_seconds_bucket", provider="stripe", le="30.0") == under_half_a_minute

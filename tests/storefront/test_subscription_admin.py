@@ -80,3 +80,17 @@ def test_refunding_the_last_period_refunds_it_and_ends_the_subscription(
     assert renewal.status == OrderStatus.REFUNDED and first.status == OrderStatus.FULFILLED
     assert subscription.status == SubscriptionStatus.CANCELLED
     assert not Membership.objects.filter(line__order__subscription=subscription, ended=False).exists()
+
+
+def test_the_dashboard_shows_subscriptions_mrr_and_renewals(
+    merchant_client, localstripe, stripe_client, make_order, membership
+):
+    subscribe(merchant_client, stripe_client, make_order, membership)
+    subscription = Subscription.objects.get()
+    with time_machine.travel(subscription.current_period_end + timedelta(minutes=1), tick=False):
+        sweep()
+        page = merchant_client.get("/admin/dashboard/")
+    figures = page.context["subscriptions"]
+    assert (figures["active"], figures["past_due"], figures["renewed"], figures["failed"]) == (1, 0, 1, 0)
+    assert figures["mrr"] == {"USD": 900}
+    assert 'id="subscriptions"' in page.content.decode()
