@@ -25,6 +25,9 @@ class LocalStripe:
         response = requests.post(f"{self.url}/_config/webhooks/{name}", data={"url": url, "secret": secret}, timeout=5)
         response.raise_for_status()
 
+    def unregister_webhook(self, *, name: str = "shop") -> None:
+        requests.delete(f"{self.url}/_config/webhooks/{name}", timeout=5).raise_for_status()
+
     def open_dispute(self, *, charge: str, amount: int | None = None, reason: str = "fraudulent") -> dict:
         """Open a dispute on a charge (our wrapper's addition); localstripe then sends charge.dispute.created."""
         data = {"charge": charge, "reason": reason, **({"amount": amount} if amount else {})}

@@ -142,6 +142,15 @@ def _fill_gaps(app) -> None:
         schedule_webhook(resources.Event("charge.dispute.created", dispute))
         return json_response(dispute._export())
 
+    async def remove_webhook(request):
+        """Stop sending events to a registered endpoint (localstripe can only add them): a test's own server
+        stops with the test, and the next tests' events must not be posted at its port."""
+        from localstripe import webhooks
+
+        webhooks._webhooks.pop(request.match_info["id"], None)
+        return json_response({"deleted": True})
+
+    app.router.add_route("DELETE", "/_config/webhooks/{id}", remove_webhook)
     app.router.add_route("GET", "/v1/disputes/{id}", api_retrieve(Dispute, "/v1/disputes/{id}"))
     app.router.add_route("POST", "/v1/disputes/{id}", update_dispute)
     app.router.add_route("POST", "/_config/disputes", open_dispute)

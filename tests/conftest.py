@@ -25,6 +25,17 @@ def localstripe():
     server.stop()
 
 
+@pytest.fixture
+def localstripe_sends_webhooks(live_server, localstripe):
+    """localstripe posting its signed events to the running shop (live_server) for this test only: the endpoint
+    is removed afterwards, so later tests' payments are not posted at a server whose test has ended."""
+    localstripe.register_webhook(
+        url=live_server.url + "/payments/stripe/webhook/", secret=settings.STRIPE_WEBHOOK_SECRET
+    )
+    yield live_server
+    localstripe.unregister_webhook()
+
+
 @pytest.fixture(scope="session")
 def paypal_fake(tmp_path_factory):
     """The project's fake PayPal (devtools/paypal_fake.py) on 127.0.0.1 for the whole session."""

@@ -5,7 +5,6 @@ project wrapper's addition, devtools/localstripe_server.py)."""
 import time
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.urls import reverse
@@ -134,10 +133,9 @@ def test_a_dispute_closed_as_won_labels_the_order_legitimate(
 
 @pytest.mark.django_db(transaction=True)
 def test_localstripe_sends_the_dispute_itself_signed_to_the_running_shop(
-    live_server, client, localstripe, stripe_client, make_order, django_capture_on_commit_callbacks
+    localstripe_sends_webhooks, client, localstripe, stripe_client, make_order, django_capture_on_commit_callbacks
 ):
     # Given localstripe delivering webhooks to the running shop
-    localstripe.register_webhook(url=live_server.url + WEBHOOK, secret=settings.STRIPE_WEBHOOK_SECRET)
     order, payment = paid_and_revealed(client, stripe_client, make_order, django_capture_on_commit_callbacks)
 
     # When a dispute is opened at (local) Stripe
