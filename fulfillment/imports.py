@@ -132,6 +132,10 @@ def _check_product(product: Product) -> None:
         raise KeyImportRejected(
             "This product sells one shared key to every buyer, so it has no pool of keys to import into."
         )
+    if product.keys_unlimited:
+        raise KeyImportRejected(
+            "This product generates a new key for every buyer, so it has no pool of keys to import into."
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from fulfillment.models import DeliveryAccess, Membership
+from fulfillment.models import DeliveryAccess, LicenseActivation, Membership
 from fulfillment.services import memberships_end
 from orders.models import Order, Subscription, SubscriptionStatus
 from payments.models import Payment, Refund
@@ -142,6 +142,18 @@ def privacy_export(*, email: str, user=None) -> dict:
                 "url": settings.SITE_URL + reverse("subscription-manage", kwargs={"token": s.token}),
             }
             for s in subscriptions
+        ],
+        "license_activations": [
+            {
+                "product": a.license.product.name,
+                "order": a.license.key.order_line.order.number,
+                "machine": a.name,
+                "activated_at": _when(a.created_at),
+                "deactivated_at": _when(a.deactivated_at),
+            }
+            for a in LicenseActivation.objects.filter(license__key__order_line__order_id__in=ids)
+            .select_related("license__product", "license__key__order_line__order")
+            .order_by("pk")
         ],
         "sign_in_links": [
             {"sent_at": _when(link.created_at), "used_at": _when(link.used_at)}

@@ -23,7 +23,7 @@ from django.db import OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from fulfillment.models import DeliveryAccess
+from fulfillment.models import DeliveryAccess, LicenseActivation
 from orders.models import Order, OrderEvent, Subscription
 from payments.models import Dispute, DisputeStatus
 from storefront.models import PrivacyErasure, ShopperSignInLink
@@ -71,8 +71,8 @@ def order_personal_data_erase(*, order: Order) -> None:
 
     The email becomes a placeholder of this order's own; the name and street address, IP, user agent, device id
     and card fingerprint are blanked (the shipping country stays, for tax); the reveal and download log keeps when
-    and what, not from where; order events lose the device and card identifiers; the dispute's evidence copy
-    loses the address, name, IP and access log.
+    and what, not from where; license activations lose the machine names; order events lose the device and card
+    identifiers; the dispute's evidence copy loses the address, name, IP and access log.
     """
     with transaction.atomic():
         Order.objects.filter(pk=order.pk).update(
@@ -88,6 +88,8 @@ def order_personal_data_erase(*, order: Order) -> None:
             card_fingerprint="",
         )
         DeliveryAccess.objects.filter(order_id=order.pk).update(ip=None, user_agent="")
+        # the machines the shopper named when activating the order's keys (the activations themselves stay)
+        LicenseActivation.objects.filter(license__key__order_line__order_id=order.pk).update(name="erased")
         _events_forget(OrderEvent.objects.filter(order_id=order.pk), PERSONAL_EVENT_KEYS)
         for dispute in Dispute.objects.filter(order_id=order.pk).exclude(evidence={}):
             evidence = {k: v for k, v in dispute.evidence.items() if k not in _PERSONAL_EVIDENCE}

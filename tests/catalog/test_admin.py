@@ -354,6 +354,20 @@ def test_a_reusable_key_product_takes_no_import(merchant_client):
     assert not LicenseKey.objects.exists()
 
 
+def test_a_product_that_generates_its_keys_takes_no_import(merchant_client):
+    from tests.licensing import generated_product
+
+    product = generated_product()
+
+    response = merchant_client.post(
+        reverse("admin:catalog_product_import_keys", args=[product.pk]),
+        {"file": key_file("POOL-1\n"), "delimiter": "line"},
+    )
+
+    assert "generates a new key for every buyer" in response.content.decode()
+    assert not LicenseKey.objects.filter(product=product).exists()
+
+
 def test_staff_without_the_add_key_permission_cannot_set_a_shared_key():
     client = staff_client("clerk", "catalog.view_product", "catalog.change_product")
     product = ProductFactory()

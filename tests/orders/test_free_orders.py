@@ -127,3 +127,10 @@ def test_free_orders_and_coupon_orders_are_counted_in_the_dashboard_figures(chec
         figures = free_and_coupon_orders(NOW - timedelta(days=1), NOW + timedelta(seconds=1))
 
     assert figures == {"free": 2, "with_coupon": 1}
+
+
+def test_a_free_product_is_shown_as_free_not_as_zero(client):
+    product = ProductFactory(kind=FulfilmentKind.DOWNLOAD, price_amount=0, name="Sample chapter", is_active=True)
+    page = client.get(reverse("product-detail", kwargs={"slug": product.slug})).content.decode()
+    assert '<p class="price-big">Free</p>' in page
+    assert "USD 0.00" not in page

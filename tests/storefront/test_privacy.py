@@ -255,3 +255,23 @@ def test_the_demo_privacy_page_says_what_is_kept_and_for_how_long():
     for body in (page["body"], page["body_zh_hans"]):
         assert "120" in body and "180" in body
         assert "/account/" in body
+
+
+def test_license_activations_are_exported_and_their_machine_names_erased(
+    make_order, django_capture_on_commit_callbacks
+):
+    from fulfillment.licenses import license_activate
+    from fulfillment.models import LicenseActivation
+    from storefront.flow.privacy_jobs import order_personal_data_erase
+    from storefront.privacy import privacy_export
+    from tests.licensing import bought_key, generated_product
+
+    order, key = bought_key(make_order, django_capture_on_commit_callbacks, generated_product(), email=BUYER)
+    license_activate(license_key=key, instance_name="Ada's laptop")
+
+    exported = privacy_export(email=BUYER)["license_activations"]
+    assert [(a["order"], a["machine"]) for a in exported] == [(order.number, "Ada's laptop")]
+    assert key not in json.dumps(privacy_export(email=BUYER))  # the key itself stays on the order page
+
+    order_personal_data_erase(order=order)
+    assert list(LicenseActivation.objects.values_list("name", flat=True)) == ["erased"]
