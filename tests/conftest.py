@@ -10,6 +10,7 @@ from django.test import Client
 from devtools.localstripe_process import localstripe_start
 from orders.cart import CartLine
 from storefront.flow.checkout import checkout_create_order
+from storefront.sentry import luhn_valid
 from storefront.twofactor.policy import second_factor_required
 from tests.factories import DJANGO_FORCE_LOGIN, sign_in_verified
 
@@ -257,15 +258,6 @@ def _rate_limits_of_this_run():
 PAYPAL_FAKE_CLIENT = ("fake-client", "fake-secret")  # what the paypal_fake fixture above is started with
 
 
-def _luhn_valid(digits: str) -> bool:
-    total = 0
-    for index, digit in enumerate(int(d) for d in reversed(digits)):
-        if index % 2:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return total % 10 == 0
-
-
 def secrets_in(lines, secrets: dict[str, str]) -> list[str]:
     """The lines that hold a secret, each redacted and named with what it holds.
 
@@ -287,9 +279,7 @@ def secrets_in(lines, secrets: dict[str, str]) -> list[str]:
         for name in named:
             redacted = redacted.replace(secrets[name], f"[{name}]")
         for kind, pattern in patterns.items():
-            hits = [
-                m for m in pattern.findall(redacted) if kind != "a card number" or _luhn_valid(re.sub(r"\D", "", m))
-            ]
+            hits = [m for m in pattern.findall(redacted) if kind != "a card number" or luhn_valid(re.sub(r"\D", "", m))]
             for hit in hits:
                 redacted = redacted.replace(hit, f"[{kind}]")
             named += [kind] if hits else []
