@@ -10,14 +10,14 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 
+from catalog.models import BillingInterval
 from orders.models import Order, OrderStatus, Subscription, SubscriptionEvent, SubscriptionEventType, SubscriptionStatus
+from orders.subscriptions import MONTHS
 from storefront.admin.base import ReadOnlyAdmin
 from storefront.admin.staff import actor_of, start_job
 from storefront.flow.renewals import subscription_cancel_now, subscription_give_free_period
 from storefront.models import StaffJobKind
 from storefront.templatetags.money import money
-
-MONTHS_PER_INTERVAL = {"month": 1, "quarter": 3, "year": 12}
 
 
 def subscription_figures(*, now=None) -> dict:
@@ -33,7 +33,7 @@ def subscription_figures(*, now=None) -> dict:
     mrr: dict[str, int] = {}
     active = past_due = 0
     for row in rows:
-        monthly = row["amount"] // MONTHS_PER_INTERVAL.get(row["interval"], 1)
+        monthly = row["amount"] // MONTHS[BillingInterval(row["interval"])]
         mrr[row["currency"]] = mrr.get(row["currency"], 0) + monthly
         active, past_due = active + row["count"], past_due + row["past_due"]
     events = SubscriptionEvent.objects.filter(created_at__gte=now - timedelta(days=30)).aggregate(

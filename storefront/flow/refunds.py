@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from fulfillment.keys import keys_release_for_order, keys_revoke_for_order
 from fulfillment.models import DeliveryAccess, Membership
-from fulfillment.services import memberships_end, subscription_access_end
+from fulfillment.services import memberships_end
 from orders.links import BadLink, shopper_refund_token_check
 from orders.models import Order, OrderEventType, OrderLine, OrderStatus, PaymentState, SubscriptionStatus
 from orders.status import (
@@ -24,8 +24,8 @@ from orders.status import (
     order_payment_state_set,
     order_transition,
 )
-from orders.subscriptions import subscription_cancel, subscription_lock
-from orders.tasks import send_order_email, send_subscription_email
+from orders.subscriptions import subscription_lock
+from orders.tasks import send_order_email
 from payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from payments.providers.base import RefundNotice
 from payments.refunds import (
@@ -47,6 +47,7 @@ from payments.refunds import (
 from payments.services import payment_find, payment_lock
 from riskengine.review import review_cases_close_for_refund
 from storefront.flow.events import order_emit
+from storefront.flow.subscription_end import subscription_end
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +113,7 @@ def _subscription_end_if_current(*, order: Order, actor: str, reason: str) -> No
     subscription = subscription_lock(order.subscription_id)
     if subscription.status == SubscriptionStatus.CANCELLED or order.subscription_period < subscription.periods_paid:
         return
-    subscription_cancel(subscription=subscription, actor=actor, note=f"Period refunded: {reason}")
-    subscription_access_end(subscription_id=subscription.pk)
-    transaction.on_commit(
-        lambda: send_subscription_email.delay(subscription.pk, "subscription_cancelled", None), robust=True
-    )
+    subscription_end(subscription, note=f"Period refunded: {reason}", actor=actor)
 
 
 def _withdraw(*, order: Order, line_ids: list[int], whole: bool, actor: str, reason: str) -> None:

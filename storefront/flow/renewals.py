@@ -19,13 +19,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from fulfillment.services import subscription_access_end, subscription_access_extend
+from fulfillment.services import subscription_access_extend
 from orders.models import Order, OrderStatus, Subscription, SubscriptionStatus
-from orders.status import order_lock, order_transition
 from orders.subscriptions import (
     LIVE,
     SavedCard,
-    subscription_cancel,
     subscription_card_saved,
     subscription_claim_take,
     subscription_free_period,
@@ -37,7 +35,6 @@ from orders.subscriptions import (
     subscriptions_ending,
     subscriptions_to_remind,
 )
-from orders.tasks import send_subscription_email
 from payments.models import Payment, PaymentStatus
 from payments.providers.base import PaymentDeclined, PaymentError, PaymentSnapshot
 from payments.saved_cards import (
@@ -49,6 +46,7 @@ from payments.saved_cards import (
 )
 from payments.services import REUSABLE, payment_declined_snapshot, payment_fetch
 from storefront.flow.payment import payment_apply_snapshot
+from storefront.flow.subscription_end import subscription_email_on_commit, subscription_end
 
 logger = logging.getLogger(__name__)
 
@@ -134,24 +132,10 @@ def _renewal_failed(subscription_id: int, order: Order, reason: str, now: dateti
         if subscription_renewal_failed(
             subscription=subscription, period=order.subscription_period, reason=reason, retry_days=retries, now=now
         ):
-            _email_on_commit(subscription, "subscription_renewal_failed", order)
+            subscription_email_on_commit(subscription, "subscription_renewal_failed", order)
             return "failed" if subscription.saved_card else "waiting"
-        _subscription_end(subscription, note="Not paid after every retry.", now=now)
+        subscription_end(subscription, note="Not paid after every retry.", actor=ACTOR, now=now)
         return "cancelled"
-
-
-def _subscription_end(subscription: Subscription, *, note: str, now: datetime, actor: str = ACTOR) -> None:
-    """Cancel now: access ends, an unpaid renewal order is cancelled, the shopper is told. Locked."""
-    subscription_cancel(subscription=subscription, actor=actor, note=note, now=now)
-    subscription_access_end(subscription_id=subscription.pk, now=now)
-    for order in Order.objects.filter(subscription=subscription, status=OrderStatus.PENDING_PAYMENT):
-        order_transition(order=order_lock(order_id=order.pk), to_status=OrderStatus.CANCELLED, actor=actor, note=note)
-    _email_on_commit(subscription, "subscription_cancelled")
-
-
-def _email_on_commit(subscription: Subscription, template: str, order: Order | None = None) -> None:
-    args = (subscription.pk, template, order.pk if order else None)
-    transaction.on_commit(lambda: send_subscription_email.delay(*args), robust=True)
 
 
 def subscriptions_end_cancelled(*, now: datetime | None = None) -> int:
@@ -162,7 +146,8 @@ def subscriptions_end_cancelled(*, now: datetime | None = None) -> int:
         with transaction.atomic():
             subscription = subscription_lock(pk)
             if subscription.status != SubscriptionStatus.CANCELLED and subscription.current_period_end <= now:
-                _subscription_end(subscription, note=subscription.cancel_reason or "Cancelled at period end.", now=now)
+                note = subscription.cancel_reason or "Cancelled at period end."
+                subscription_end(subscription, note=note, actor=ACTOR, now=now)
                 ended += 1
     return ended
 
@@ -178,7 +163,7 @@ def subscriptions_remind(*, now: datetime | None = None) -> int:
             if subscription.reminded_period >= coming or subscription.status != SubscriptionStatus.ACTIVE:
                 continue
             subscription_reminded(subscription=subscription, period=coming)
-            _email_on_commit(subscription, "subscription_reminder")
+            subscription_email_on_commit(subscription, "subscription_reminder")
             sent += 1
     return sent
 
@@ -188,7 +173,7 @@ def subscription_cancel_now(*, subscription_id: int, actor: str, note: str = "")
     with transaction.atomic():
         subscription = subscription_lock(subscription_id)
         if subscription.status != SubscriptionStatus.CANCELLED:
-            _subscription_end(subscription, note=note or "Cancelled by staff.", now=timezone.now(), actor=actor)
+            subscription_end(subscription, note=note or "Cancelled by staff.", actor=actor)
     return subscription
 
 

@@ -94,3 +94,24 @@ def test_the_dashboard_shows_subscriptions_mrr_and_renewals(
     assert (figures["active"], figures["past_due"], figures["renewed"], figures["failed"]) == (1, 0, 1, 0)
     assert figures["mrr"] == {"USD": 900}
     assert 'id="subscriptions"' in page.content.decode()
+
+
+def test_refunding_a_past_due_subscriptions_last_period_cancels_its_unpaid_renewal(
+    merchant_client, localstripe, stripe_client, make_order, membership
+):
+    from tests.storefront.test_subscriptions import DECLINED, change_card
+
+    subscribe(merchant_client, stripe_client, make_order, membership)
+    subscription = Subscription.objects.get()
+    change_card(stripe_client, subscription, DECLINED)
+    with time_machine.travel(subscription.current_period_end + timedelta(minutes=1), tick=False):
+        sweep()  # period 2 declined: its order waits for the shopper's link
+    unpaid = Order.objects.get(subscription=subscription, subscription_period=2)
+    assert unpaid.status == OrderStatus.PENDING_PAYMENT
+
+    admin_action(merchant_client, "refund_last_period", subscription)
+
+    subscription.refresh_from_db()
+    unpaid.refresh_from_db()
+    assert subscription.status == SubscriptionStatus.CANCELLED
+    assert unpaid.status == OrderStatus.CANCELLED  # the emailed link can no longer pay a cancelled subscription
