@@ -143,7 +143,7 @@ def fraudulent_order(product, capture) -> Order:
     card = new_shopper().card
     for _ in range(2):
         paid_order(product, new_shopper(card=card), capture, radar=CALM_RADAR)
-    shopper = new_shopper(card=card, email=f"{uuid.uuid4().hex[:10]}@mailinator.com")
+    shopper = new_shopper(card=card, email=f"{uuid.uuid4().int % 10**6:06d}tqzx@mailinator.com")
     return paid_order(product, shopper, capture, radar=RISKY_RADAR)
 
 
@@ -454,7 +454,8 @@ def test_with_redis_down_the_order_is_decided_with_features_from_the_database(
     # Given an active model, and Redis unreachable while a shopper orders twice
     trained(activate=True)
     use_only_rules(review=40, decline=80)
-    shopper = new_shopper(email=f"{uuid.uuid4().hex[:10]}@mailinator.com")
+    # (a mailbox of six digits in ten, whatever the run: a random one's share of digits moved the model's score)
+    shopper = new_shopper(email=f"{uuid.uuid4().int % 10**6:06d}tqzx@mailinator.com")
     paid_order(product, shopper, django_capture_on_commit_callbacks, radar=CALM_RADAR)
 
     # When the second order is decided
@@ -465,7 +466,7 @@ def test_with_redis_down_the_order_is_decided_with_features_from_the_database(
     assert assessment.features["orders_per_email_1h"] == 2 and assessment.features["orders_per_card_24h"] == 2
     assert assessment.features["disposable_email"] == 1 and assessment.features["paid_before"] == 1
     (hit,) = model_reasons(assessment.reasons)
-    assert assessment.score == hit["points"] > 40
+    assert assessment.score == hit["points"] > 40, assessment.features
     assert assessment.decision == RiskDecision.REVIEW
 
 
