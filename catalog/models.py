@@ -20,7 +20,8 @@ class BillingInterval(models.TextChoices):
     YEAR = "year", _("Yearly")
 
 
-SUBSCRIBABLE_KINDS = (FulfilmentKind.MEMBERSHIP, FulfilmentKind.DOWNLOAD)
+# A license key renews as one generated key whose expiry each paid period moves (fulfillment.licenses).
+SUBSCRIBABLE_KINDS = (FulfilmentKind.MEMBERSHIP, FulfilmentKind.DOWNLOAD, FulfilmentKind.LICENSE_KEY)
 
 
 class StockDisplay(models.TextChoices):
@@ -116,7 +117,9 @@ class Product(models.Model):
         max_length=10,
         choices=BillingInterval.choices,
         blank=True,
-        help_text=_("Leave empty for a one-off purchase. Memberships and downloads can renew."),
+        help_text=_(
+            "Leave empty for a one-off purchase. Memberships, downloads and license keys the shop generates can renew."
+        ),
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

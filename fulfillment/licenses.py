@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from fulfillment.crypto import fingerprint_secret
@@ -74,16 +75,18 @@ def policy_for_product(product) -> LicensePolicy | None:
     return getattr(product, "license_policy", None)
 
 
-def licenses_create_for_line(*, line: OrderLine, policy: LicensePolicy, now) -> int:
+def licenses_create_for_line(*, line: OrderLine, policy: LicensePolicy, now, expires_at=None) -> int:
     """Track the line's sold keys that have no license yet (generated keys, or pool keys the policy tracks).
 
-    A pool key whose fingerprint another product's license holds already stays untracked (logged). Call inside
-    the delivering transaction. Returns how many licenses were created.
+    They expire at `expires_at` when given (a subscription's paid period), else as the policy says. A pool key
+    whose fingerprint another product's license holds already stays untracked (logged). Call inside the
+    delivering transaction. Returns how many licenses were created.
     """
     keys = list(line.license_keys.filter(status=KeyStatus.SOLD, license__isnull=True).values_list("pk", "fingerprint"))
     if not keys:
         return 0
-    expires_at = now + timedelta(days=policy.expires_after_days) if policy.expires_after_days is not None else None
+    if expires_at is None and policy.expires_after_days is not None:
+        expires_at = now + timedelta(days=policy.expires_after_days)
     License.objects.bulk_create(
         [
             License(
@@ -102,6 +105,22 @@ def licenses_create_for_line(*, line: OrderLine, policy: LicensePolicy, now) -> 
     if made < len(keys):
         logger.warning("order line %s: %d key(s) share a fingerprint with another license", line.pk, len(keys) - made)
     return made
+
+
+def _subscription_licenses(subscription_id: int):
+    return License.objects.filter(key__order_line__order__subscription_id=subscription_id)
+
+
+def licenses_extend_for_subscription(*, subscription_id: int, until) -> int:
+    """A subscription's period was paid (or given): the keys its first order delivered work until `until`.
+    A license the merchant disabled stays disabled; a revoked key stays revoked (its status says so first)."""
+    return _subscription_licenses(subscription_id).update(expires_at=until)
+
+
+def licenses_expire_for_subscription(*, subscription_id: int, now) -> int:
+    """A subscription ended: its keys stop working now (validation answers `expired`)."""
+    still_valid = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+    return _subscription_licenses(subscription_id).filter(still_valid).update(expires_at=now)
 
 
 def license_find(*, license_key: str) -> License | None:

@@ -4,7 +4,6 @@ import logging
 import secrets
 from datetime import timedelta
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import signing
 from django.core.files import File
@@ -16,13 +15,19 @@ from catalog.models import FulfilmentKind
 from fulfillment.crypto import decrypt_secret
 from fulfillment.generation import keys_generate_for_line
 from fulfillment.keys import keys_claim_for_line
-from fulfillment.licenses import licenses_create_for_line, policy_for_product
+from fulfillment.licenses import (
+    licenses_create_for_line,
+    licenses_expire_for_subscription,
+    licenses_extend_for_subscription,
+    policy_for_product,
+)
 from fulfillment.models import DeliveryAccess, KeySource, KeyStatus, LicenseKey, Membership
 from fulfillment.signals import order_delivered
 from orders.coupons import coupon_issue_for_waiting
 from orders.models import Order, OrderEventType, OrderLine, OrderStatus
 from orders.selectors import order_lines
 from orders.status import determine_fulfilment_status, order_event_record, order_lock, order_transition
+from orders.subscriptions import subscription_access_until
 from orders.tasks import send_order_email
 
 logger = logging.getLogger(__name__)
@@ -44,12 +49,19 @@ def _deliver_line(line: OrderLine, now, *, first_time: bool) -> None:
         filled = set() if first_time else set(line.license_keys.values_list("unit_index", flat=True))
         missing = [i for i in range(line.quantity) if i not in filled]
         policy = policy_for_product(line.product)  # generated keys, license tracking (fulfillment.licenses)
-        if policy is not None and policy.key_source == KeySource.GENERATED:
+        subscription = line.order.subscription if line.order.subscription_id else None
+        if subscription is not None and line.order.subscription_period > 1:
+            # a renewal: the keys its first period delivered keep working one period more, no new key
+            licenses_extend_for_subscription(
+                subscription_id=subscription.pk, until=subscription_access_until(subscription)
+            )
+        elif policy is not None and policy.key_source == KeySource.GENERATED:
             keys_generate_for_line(line=line, units=missing, pattern=policy.pattern, now=now)
         elif keys_claim_for_line(line=line, units=missing) < len(missing):
             return
-        if policy is not None and policy.tracked:
-            licenses_create_for_line(line=line, policy=policy, now=now)
+        if policy is not None and policy.tracked and not (subscription and line.order.subscription_period > 1):
+            until = subscription_access_until(subscription) if subscription is not None else None
+            licenses_create_for_line(line=line, policy=policy, now=now, expires_at=until)
     elif line.kind == FulfilmentKind.SERVICE:
         line.booking_reference = line.booking_reference or "BK-" + secrets.token_hex(4).upper()
     elif line.kind == FulfilmentKind.MEMBERSHIP:
@@ -124,7 +136,7 @@ def membership_grant(*, line: OrderLine, now) -> Membership:
     if group is None:
         raise ValueError(f"membership product {line.product_id} has no group")
     if line.order.subscription_id:  # the paid period, and the grace a failed renewal's retries need
-        ends_at = line.order.subscription.current_period_end + timedelta(days=settings.SUBSCRIPTION_GRACE_DAYS)
+        ends_at = subscription_access_until(line.order.subscription)
     else:
         ends_at = now + timedelta(days=line.product.membership_days * line.quantity)
     membership, _ = Membership.objects.get_or_create(
@@ -135,12 +147,15 @@ def membership_grant(*, line: OrderLine, now) -> Membership:
 
 
 def subscription_access_extend(*, subscription_id: int, until) -> int:
-    """Move the end of a subscription's open memberships to `until` (a free period, a card recovered)."""
+    """Move the end of a subscription's open memberships and its license keys' expiry to `until` (a free
+    period, a card recovered)."""
+    licenses_extend_for_subscription(subscription_id=subscription_id, until=until)
     return Membership.objects.filter(line__order__subscription_id=subscription_id, ended=False).update(ends_at=until)
 
 
 def subscription_access_end(*, subscription_id: int, now=None) -> int:
-    """End a cancelled subscription's memberships now (download links run out by themselves)."""
+    """End a cancelled subscription's memberships and license keys now (download links run out by themselves)."""
+    licenses_expire_for_subscription(subscription_id=subscription_id, now=now or timezone.now())
     open_ones = list(
         Membership.objects.filter(line__order__subscription_id=subscription_id, ended=False).select_related(
             "user", "group"

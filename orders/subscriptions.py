@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
+from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
@@ -34,6 +35,12 @@ LIVE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
 def period_end(*, anchor: datetime, interval: str, periods: int) -> datetime:
     """The end of period number `periods` of a subscription whose first period began at `anchor`."""
     return anchor + relativedelta(months=MONTHS[BillingInterval(interval)] * periods)
+
+
+def subscription_access_until(subscription: Subscription) -> datetime:
+    """When what the subscription gives (a membership, a license key) stops working if nothing more is paid: the
+    paid period's end plus the grace that a failed renewal's retries need."""
+    return subscription.current_period_end + timedelta(days=settings.SUBSCRIPTION_GRACE_DAYS)
 
 
 def order_renewing_line(order: Order) -> OrderLine | None:

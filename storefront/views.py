@@ -19,6 +19,7 @@ from orders.errors import MESSAGES, CheckoutError
 from orders.models import OrderLine, OrderStatus
 from orders.selectors import order_get_by_token
 from orders.services import checkout_requires_shipping
+from orders.subscriptions import subscription_access_until
 from orders.tasks import send_order_links
 from payments.models import PaymentStatus, Provider
 from payments.providers.base import PaymentDeclined, PaymentError
@@ -210,6 +211,8 @@ def _order_page(request, order, *, revealed: dict[int, list[str]] | None = None,
     revealed = revealed or {}
     live = order.status not in (OrderStatus.REFUNDED, OrderStatus.CANCELLED)
     licensed = order_licenses_for_page(order)  # keys tracked by the license API, with their activations
+    # a renewal of a key sold by period delivers no key: the first order's key works one period more
+    renewal = bool(order.subscription_id and order.subscription_period and order.subscription_period > 1)
     lines = []
     for line in order.lines.all():
         download_url = ""
@@ -218,11 +221,13 @@ def _order_page(request, order, *, revealed: dict[int, list[str]] | None = None,
             download_url = reverse("download", kwargs={"token": download_token_for_line(line)})
         has_keys = line.kind == FulfilmentKind.LICENSE_KEY and line.delivered_at is not None
         has_keys = line_live and (has_keys or any(k.status == KeyStatus.SOLD for k in line.license_keys.all()))
+        renews_key = renewal and line.kind == FulfilmentKind.LICENSE_KEY and line.delivered_at is not None
         lines.append(
             {
                 "line": line,
                 "keys": revealed.get(line.pk, []),
-                "can_reveal": has_keys and line.pk not in revealed,
+                "can_reveal": has_keys and not renews_key and line.pk not in revealed,
+                "renews_key_until": subscription_access_until(order.subscription) if renews_key and line_live else None,
                 "download_url": download_url,
                 "downloads_left": max(0, line.product.download_max - line.download_count),
                 "licenses": licensed.get(line.pk, []) if line_live else [],

@@ -63,7 +63,7 @@ class ProductForm(forms.ModelForm):
         if amount == 0 and cleaned.get("billing_interval"):
             self.add_error("price", "A subscription cannot be free: it renews by charging its price.")
         if cleaned.get("billing_interval") and cleaned.get("kind") not in SUBSCRIBABLE_KINDS:
-            self.add_error("billing_interval", "Only memberships and downloads can renew.")
+            self.add_error("billing_interval", "Only memberships, downloads and license keys can renew.")
         return cleaned
 
 

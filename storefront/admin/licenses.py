@@ -1,17 +1,36 @@
 """Admin for selling software: a product's license policy (an inline of the product), licenses with their
 activations (disable, enable, reset), all acting through fulfillment.licenses."""
 
+from django import forms
 from django.contrib import admin, messages
 
+from catalog.models import FulfilmentKind
 from fulfillment import licenses
-from fulfillment.models import License, LicenseActivation, LicensePolicy
+from fulfillment.models import KeySource, License, LicenseActivation, LicensePolicy
 from storefront.admin.base import ReadOnlyAdmin
+
+
+class LicensePolicyFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        """A license-key product sold by period renews one generated key's expiry each period, so it needs a
+        policy that generates its keys (a pool key cannot be made to expire, nor a shared one)."""
+        super().clean()
+        product = self.instance  # the product form's cleaned values are on it already
+        if product.kind != FulfilmentKind.LICENSE_KEY or not product.billing_interval:
+            return
+        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        if not any(f.cleaned_data.get("key_source") == KeySource.GENERATED for f in kept):
+            raise forms.ValidationError(
+                "A license-key product that renews needs a license policy with generated keys: each period "
+                "moves its key's expiry."
+            )
 
 
 class LicensePolicyInline(admin.StackedInline):
     """Shown on every product; only license-key products use it (none: keys from the imported pool, untracked)."""
 
     model = LicensePolicy
+    formset = LicensePolicyFormSet
     extra = 0
     max_num = 1
     can_delete = True

@@ -24,6 +24,7 @@ from orders.models import Order, OrderStatus, Subscription, SubscriptionStatus
 from orders.subscriptions import (
     LIVE,
     SavedCard,
+    subscription_access_until,
     subscription_card_saved,
     subscription_claim_take,
     subscription_free_period,
@@ -181,8 +182,7 @@ def subscription_give_free_period(*, subscription_id: int, actor: str) -> Subscr
     """Staff: one period free; access runs to the new period's end (and its grace)."""
     with transaction.atomic():
         subscription = subscription_free_period(subscription=subscription_lock(subscription_id), actor=actor)
-        until = subscription.current_period_end + timedelta(days=settings.SUBSCRIPTION_GRACE_DAYS)
-        subscription_access_extend(subscription_id=subscription.pk, until=until)
+        subscription_access_extend(subscription_id=subscription.pk, until=subscription_access_until(subscription))
     return subscription
 
 
