@@ -121,6 +121,14 @@ class Product(models.Model):
             "Leave empty for a one-off purchase. Memberships, downloads and license keys the shop generates can renew."
         ),
     )
+    trial_days = models.PositiveSmallIntegerField(
+        _("free trial (days)"),
+        default=0,
+        help_text=_(
+            "Days before the first charge of a product that renews; the card is taken at checkout. One trial per "
+            "email. 0: no trial."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -97,11 +97,10 @@ class Order(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
-    # A subscription's first order, or its renewal for one period (one order per period: the unique constraint)
-    subscription = models.ForeignKey(
-        "orders.Subscription", null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
-    )
+    # A subscription's first order (period 1, or 0: a free trial) or one renewal: one order per period (unique)
+    subscription = models.ForeignKey("Subscription", models.PROTECT, null=True, blank=True, related_name="orders")
     subscription_period = models.PositiveIntegerField(null=True, blank=True)
+    trial_days = models.PositiveSmallIntegerField(default=0)  # a free trial: nothing charged, the card kept
 
     class Meta:
         ordering = ["-created_at"]
@@ -211,6 +210,7 @@ class OrderEvent(models.Model):
 
 
 class SubscriptionStatus(models.TextChoices):
+    TRIALING = "trialing", _("Free trial")
     ACTIVE = "active", _("Active")
     PAST_DUE = "past_due", _("Past due")
     CANCELLED = "cancelled", _("Cancelled")

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from catalog.models import FulfilmentKind, Product
 from orders.cart import CartLine
-from orders.coupons import NO_DISCOUNT, coupon_check, coupon_redeem
+from orders.coupons import NO_DISCOUNT, Discount, coupon_check, coupon_redeem
 from orders.errors import CheckoutError
 from orders.models import Order, OrderEventType, OrderLine, OrderStatus
 from orders.selectors import order_lines_remember
@@ -22,6 +22,7 @@ from orders.status import (
     order_lock,
     order_transition,
 )
+from orders.subscriptions import trial_days_offered
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,12 @@ def order_create(
     if subtotal + shipping_amount > MAX_ORDER_TOTAL:
         raise CheckoutError("order_too_large")
     discount = NO_DISCOUNT
-    if coupon.strip():
+    trial_days = trial_days_offered(product=lines[0].product, email=email) if len(lines) == 1 else 0
+    if trial_days and coupon.strip():
+        raise CheckoutError("coupon_with_trial")
+    if trial_days:  # nothing charged today: the whole first order is the trial's (its card is kept at payment)
+        discount = Discount(amount=subtotal, shares=(subtotal,))
+    elif coupon.strip():
         discount = coupon_check(code=coupon, lines=lines, email=email, device_id=device_id[:64], lock=True)
     address = shipping if needs_shipping else None
     order = Order.objects.create(
@@ -137,6 +143,7 @@ def order_create(
         purchase_ip=purchase_ip,
         user_agent=user_agent[:300],
         device_id=device_id[:64],
+        trial_days=trial_days,
     )
     created = OrderLine.objects.bulk_create(
         OrderLine(
@@ -160,7 +167,8 @@ def order_create(
         data={
             "total": order.total_amount,
             "device_fingerprint": device_fingerprint,
-            **({"coupon": discount.code, "discount": discount.amount} if discount.amount else {}),
+            **({"coupon": discount.code, "discount": discount.amount} if discount.coupon else {}),
+            **({"trial_days": trial_days} if trial_days else {}),
         },
     )
     return order

@@ -29,7 +29,8 @@ from orders.selectors import order_lines, order_lines_remember
 from orders.status import order_event_record
 
 MONTHS = {BillingInterval.MONTH: 1, BillingInterval.QUARTER: 3, BillingInterval.YEAR: 12}
-LIVE = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+LIVE = (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+REMINDED = (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE)  # past due: the failure emails say it all
 
 
 def period_end(*, anchor: datetime, interval: str, periods: int) -> datetime:
@@ -41,6 +42,15 @@ def subscription_access_until(subscription: Subscription) -> datetime:
     """When what the subscription gives (a membership, a license key) stops working if nothing more is paid: the
     paid period's end plus the grace that a failed renewal's retries need."""
     return subscription.current_period_end + timedelta(days=settings.SUBSCRIPTION_GRACE_DAYS)
+
+
+def trial_days_offered(*, product, email: str) -> int:
+    """The free trial a checkout of `product` by `email` gets: the product's, once per email (an address that
+    subscribed to it before, trial or not, pays from the start)."""
+    if not product.billing_interval or not product.trial_days:
+        return 0
+    subscribed_before = Subscription.objects.filter(product=product, email__iexact=email.strip()).exists()
+    return 0 if subscribed_before else product.trial_days
 
 
 def order_renewing_line(order: Order) -> OrderLine | None:
@@ -82,6 +92,9 @@ def subscription_start(*, order: Order, card: SavedCard, actor: str, now: dateti
         raise ValueError(f"order {order.number} buys nothing sold by period")
     now = now or timezone.now()
     interval = line.product.billing_interval
+    # a free trial is period 0: nothing paid yet, the first charge (period 1) falls due when the trial ends
+    first = 0 if order.trial_days else 1
+    ends = period_end(anchor=now, interval=interval, periods=1) if first else now + timedelta(days=order.trial_days)
     subscription = Subscription.objects.create(
         email=order.email,
         locale=order.locale,
@@ -94,19 +107,23 @@ def subscription_start(*, order: Order, card: SavedCard, actor: str, now: dateti
         channel_code=card.channel_code,
         customer_ref=card.customer_ref,
         method_ref=card.method_ref,
-        periods_paid=1,
+        status=SubscriptionStatus.TRIALING if first == 0 else SubscriptionStatus.ACTIVE,
+        periods_paid=first,
         current_period_start=now,
-        current_period_end=period_end(anchor=now, interval=interval, periods=1),
-        next_attempt_at=period_end(anchor=now, interval=interval, periods=1),
+        current_period_end=ends,
+        next_attempt_at=ends,
     )
-    Order.objects.filter(pk=order.pk).update(subscription=subscription, subscription_period=1)
-    order.subscription, order.subscription_period = subscription, 1
-    _event(subscription, SubscriptionEventType.STARTED, actor=actor, period=1, note=order.number)
+    Order.objects.filter(pk=order.pk).update(subscription=subscription, subscription_period=first)
+    order.subscription, order.subscription_period = subscription, first
+    note = f"{order.number}, free trial of {order.trial_days} days" if first == 0 else order.number
+    _event(subscription, SubscriptionEventType.STARTED, actor=actor, period=first, note=note)
     return subscription
 
 
 def _anchor(subscription: Subscription) -> datetime:
-    """The first period's start, from which every period end is counted."""
+    """The first paid period's start, from which every period end is counted (a trial's end, during one)."""
+    if subscription.periods_paid == 0:
+        return subscription.current_period_end
     return subscription.current_period_start - relativedelta(
         months=MONTHS[BillingInterval(subscription.interval)] * (subscription.periods_paid - 1)
     )
@@ -231,7 +248,7 @@ def subscriptions_to_remind(*, now: datetime, ahead: timedelta) -> list[int]:
     """Live subscriptions renewing within `ahead` whose reminder for the coming period has not gone out."""
     return list(
         Subscription.objects.filter(
-            status=SubscriptionStatus.ACTIVE,
+            status__in=REMINDED,
             cancel_at_period_end=False,
             current_period_end__gt=now,
             current_period_end__lte=now + ahead,

@@ -15,7 +15,7 @@ from orders.models import Order
 from payments.health import provider_call
 from payments.models import Payment, PaymentChannel, PaymentStatus
 from payments.providers import provider_for_channel
-from payments.providers.base import PaymentRequest, PaymentSnapshot
+from payments.providers.base import KeptCard, PaymentRequest, PaymentSnapshot
 from payments.services import payment_channel_for, payments_of
 
 logger = logging.getLogger(__name__)
@@ -25,8 +25,8 @@ def channel_by_code(code: str) -> PaymentChannel | None:
     return PaymentChannel.objects.filter(code=code).first()
 
 
-def card_save(*, channel: PaymentChannel, email: str, card_token: str, key: str) -> tuple[str, str]:
-    """Keep a card for later charges on `channel`: (customer_ref, method_ref). Raises PaymentError."""
+def card_save(*, channel: PaymentChannel, email: str, card_token: str, key: str) -> KeptCard:
+    """Keep a card for later charges on `channel`. Raises PaymentError."""
     with provider_call(channel=channel, operation="save_card"):
         return provider_for_channel(channel).save_card(email=email, card_token=card_token, idempotency_key=key)
 

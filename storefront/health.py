@@ -19,7 +19,7 @@ import redis
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponseNotAllowed, JsonResponse
 
 from storefront.celery import app as celery_app
 
@@ -159,8 +159,10 @@ class ProbeMiddleware:
 
     def __call__(self, request):
         probe = PROBES.get(request.path_info.rstrip("/") or "/")
-        if probe is None or request.method not in ("GET", "HEAD"):
+        if probe is None:
             return self.get_response(request)
+        if request.method not in ("GET", "HEAD"):  # answered here too: no page, no database, no session
+            return HttpResponseNotAllowed(["GET", "HEAD"])
         return probe(request)
 
 

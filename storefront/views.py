@@ -1,12 +1,14 @@
 """Shopper pages. Thin: they read through selectors and act through services."""
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -33,6 +35,7 @@ from storefront.coupon_views import cart_discount
 from storefront.device import device_fingerprint
 from storefront.flow.checkout import checkout_create_order, payment_capture, payment_open_for_order, payment_refresh
 from storefront.flow.refunds import refund_issue, shopper_refund_check
+from storefront.flow.trials import trial_channel
 from storefront.forms import CheckoutForm, OrderLookupForm
 from storefront.license_views import order_licenses_for_page
 from storefront.outages import unavailable_page
@@ -147,6 +150,8 @@ def pay_view(request, token: str):
         raise Http404
     if order.status != OrderStatus.PENDING_PAYMENT:
         return redirect("order-detail", token=token)
+    if order.trial_days:  # nothing to pay today: the card is kept for the first charge (flow.trials)
+        return _trial_pay_page(request, order)
     offered = [offer.channel for offer in channels_for_order(order=order)]
     chosen = next((c for c in offered if c.code == request.GET.get("method")), None)
     cancelled = request.GET.get("cancelled", "")
@@ -175,6 +180,18 @@ def pay_view(request, token: str):
         "declined": request.GET.get("declined") == "1",
     }
     if channel is not None and channel.provider == Provider.STRIPE:
+        context["stripe_js_url"] = stripe_js_url(channel)
+        context["stripe_publishable_key"] = channel.credential("public_key")
+    return render(request, "storefront/pay.html", context)
+
+
+def _trial_pay_page(request, order):
+    channel = trial_channel(order=order)
+    first_charge = timezone.now() + timedelta(days=order.trial_days)
+    context = {"order": order, "channel": channel, "trial_first_charge": first_charge, "others": []}
+    if channel is None:
+        context["error"] = _("A free trial needs a card, and cards are unavailable right now.")
+    else:
         context["stripe_js_url"] = stripe_js_url(channel)
         context["stripe_publishable_key"] = channel.credential("public_key")
     return render(request, "storefront/pay.html", context)

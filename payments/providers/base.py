@@ -8,6 +8,16 @@ from datetime import datetime
 from typing import Protocol
 
 
+@dataclass(frozen=True)
+class KeptCard:
+    """A card kept for later charges: the provider's customer and card, and what the risk engine reads of it."""
+
+    customer_ref: str
+    method_ref: str
+    fingerprint: str = ""
+    country: str = ""
+
+
 class PaymentError(Exception):
     """The provider could not do what was asked (rejected request, configuration, an error on its side).
 
@@ -175,8 +185,8 @@ class PaymentProvider(Protocol):
         `save_card_for` (an email) keeps the card on a customer for later charges, where the provider can."""
         ...
 
-    def save_card(self, *, email: str, card_token: str, idempotency_key: str) -> tuple[str, str]:
-        """Keep the card behind `card_token` for later charges: (customer_ref, method_ref). NotSupported where
+    def save_card(self, *, email: str, card_token: str, idempotency_key: str) -> KeptCard:
+        """Keep the card behind `card_token` for later charges. NotSupported where
         the provider has no saved cards (PayPal buyers pay each period from a link)."""
         ...
 

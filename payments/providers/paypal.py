@@ -36,6 +36,7 @@ from payments.money import MoneyError, from_decimal_string, to_decimal_string
 from payments.providers.base import (
     DisputeEvidence,
     FraudSignal,
+    KeptCard,
     NotSupported,
     PaymentDeclined,
     PaymentError,
@@ -161,7 +162,7 @@ class PayPalProvider:
             raise
         return _order_snapshot(data)
 
-    def save_card(self, *, email: str, card_token: str, idempotency_key: str) -> tuple[str, str]:
+    def save_card(self, *, email: str, card_token: str, idempotency_key: str) -> KeptCard:
         raise NotSupported("PayPal keeps no cards for the shop; renewals are paid from a link.")
 
     def create_saved_card_payment(self, request: PaymentRequest, *, customer_ref: str, method_ref: str):

@@ -14,6 +14,7 @@ from django.utils import timezone
 from payments.providers.base import (
     DisputeEvidence,
     FraudSignal,
+    KeptCard,
     PaymentDeclined,
     PaymentError,
     PaymentRequest,
@@ -93,10 +94,11 @@ class StripeProvider:
         if not card_token:
             return self.fetch_payment(ref=ref)
         if save_card_for:
-            customer_ref, card_id = self.save_card(
+            kept = self.save_card(
                 email=save_card_for, card_token=card_token, idempotency_key=f"{idempotency_key}-customer"
             )
-            params = {"customer": customer_ref, "payment_method": card_id}
+            card_id = kept.method_ref
+            params = {"customer": kept.customer_ref, "payment_method": card_id}
         else:
             token = self._call(lambda: self._client.v1.tokens.retrieve(card_token))
             card_id = token.card.id if token.card else ""
@@ -111,14 +113,17 @@ class StripeProvider:
         )
         return self._snapshot(intent)
 
-    def save_card(self, *, email: str, card_token: str, idempotency_key: str) -> tuple[str, str]:
+    def save_card(self, *, email: str, card_token: str, idempotency_key: str) -> KeptCard:
         customer = self._call(
             lambda: self._client.v1.customers.create(
-                params={"email": email, "source": card_token}, options={"idempotency_key": idempotency_key}
+                params={"email": email, "source": card_token, "expand": ["default_source"]},
+                options={"idempotency_key": idempotency_key},
             )
         )
         source = customer.to_dict().get("default_source") or ""
-        return customer.id, source if isinstance(source, str) else source.get("id", "")
+        if isinstance(source, str):
+            return KeptCard(customer.id, source)
+        return KeptCard(customer.id, source.get("id", ""), source.get("fingerprint") or "", source.get("country") or "")
 
     def create_saved_card_payment(
         self, request: PaymentRequest, *, customer_ref: str, method_ref: str

@@ -62,6 +62,8 @@ class ProductForm(forms.ModelForm):
             self.instance.price_amount = amount
         if amount == 0 and cleaned.get("billing_interval"):
             self.add_error("price", "A subscription cannot be free: it renews by charging its price.")
+        if cleaned.get("trial_days") and not cleaned.get("billing_interval"):
+            self.add_error("trial_days", "Only a product that renews can have a free trial.")
         if cleaned.get("billing_interval") and cleaned.get("kind") not in SUBSCRIBABLE_KINDS:
             self.add_error("billing_interval", "Only memberships, downloads and license keys can renew.")
         return cleaned

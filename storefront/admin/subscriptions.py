@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from catalog.models import BillingInterval
 from orders.models import Order, OrderStatus, Subscription, SubscriptionEvent, SubscriptionEventType, SubscriptionStatus
-from orders.subscriptions import MONTHS
+from orders.subscriptions import LIVE, MONTHS
 from storefront.admin.base import ReadOnlyAdmin
 from storefront.admin.staff import actor_of, start_job
 from storefront.flow.renewals import subscription_cancel_now, subscription_give_free_period
@@ -21,21 +21,25 @@ from storefront.templatetags.money import money
 
 
 def subscription_figures(*, now=None) -> dict:
-    """Active and past-due subscriptions, monthly recurring revenue per currency (minor units), churn and renewals
-    of the last 30 days: two aggregate queries at any size (the subscription list's header and the dashboard)."""
+    """Active, past-due and trialing subscriptions, monthly recurring revenue per currency (minor units; a trial
+    pays nothing yet), churn and renewals of the last 30 days: two aggregate queries at any size (the subscription
+    list's header and the dashboard)."""
     now = now or timezone.now()
-    live = Subscription.objects.filter(status__in=[SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE])
+    paying = ~Q(status=SubscriptionStatus.TRIALING)
+    live = Subscription.objects.filter(status__in=LIVE)
     rows = live.values("currency", "interval").annotate(
-        amount=Sum(F("unit_price") * F("quantity")),
-        count=Count("pk"),
+        amount=Sum(F("unit_price") * F("quantity"), filter=paying, default=0),
+        count=Count("pk", filter=paying),
         past_due=Count("pk", filter=Q(status=SubscriptionStatus.PAST_DUE)),
+        trialing=Count("pk", filter=~paying),
     )
     mrr: dict[str, int] = {}
-    active = past_due = 0
+    active = past_due = trialing = 0
     for row in rows:
         monthly = row["amount"] // MONTHS[BillingInterval(row["interval"])]
-        mrr[row["currency"]] = mrr.get(row["currency"], 0) + monthly
-        active, past_due = active + row["count"], past_due + row["past_due"]
+        if monthly:
+            mrr[row["currency"]] = mrr.get(row["currency"], 0) + monthly
+        active, past_due, trialing = active + row["count"], past_due + row["past_due"], trialing + row["trialing"]
     events = SubscriptionEvent.objects.filter(created_at__gte=now - timedelta(days=30)).aggregate(
         failed=Count("pk", filter=Q(type=SubscriptionEventType.RENEWAL_FAILED)),
         recovered=Count("pk", filter=Q(type=SubscriptionEventType.RECOVERED)),
@@ -46,6 +50,7 @@ def subscription_figures(*, now=None) -> dict:
     return {
         "active": active,
         "past_due": past_due,
+        "trialing": trialing,
         "mrr": mrr,
         "churn_30d": round(100 * events["cancelled"] / base, 1) if base else 0.0,
         **events,

@@ -40,6 +40,7 @@ class ProductSerializer(serializers.ModelSerializer):
             "in_stock",
             "stock",
             "billing_interval",
+            "trial_days",
             "price_breaks",
             "key_source",
             "activation_limit",

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from catalog.models import Product
 from fulfillment.models import KeyStatus, LicenseKey
 from orders.cart import CartLine, cart_clear, cart_coupon_read, cart_lines
-from orders.errors import MESSAGES
+from orders.errors import MESSAGES, CheckoutError
 from orders.models import Order, OrderStatus
 from orders.selectors import order_get_by_token
 from orders.services import ShippingAddress
@@ -40,6 +40,7 @@ from storefront.api.order_payloads import (
 from storefront.api_errors import ApiError, error_responses
 from storefront.device import device_fingerprint
 from storefront.flow.checkout import checkout_create_order, payment_confirm_card, payment_start_for_order
+from storefront.flow.trials import trial_start
 from storefront.parsers import JSONParser
 from storefront.ratelimit import RATE_LIMITED_MESSAGE, client_ip, client_rate_limited
 
@@ -233,6 +234,30 @@ class OrderPaymentMethodsApi(APIView):
         )
 
 
+def _not_payable(order: Order) -> ApiError:
+    return ApiError(
+        "order_not_payable",
+        _("This order can no longer be paid."),
+        status.HTTP_409_CONFLICT,
+        order_url=reverse("order-detail", kwargs={"token": order.token}),
+    )
+
+
+def _card_refused(exc: PaymentError) -> ApiError:
+    """What the shopper is told when the provider refused a card or could not be reached."""
+    if isinstance(exc, PaymentDeclined):
+        return ApiError("payment_declined", str(exc), status.HTTP_402_PAYMENT_REQUIRED)
+    if exc.status is not None and 400 <= exc.status < 500 and exc.status not in ACCOUNT_TROUBLE:
+        # The provider refused this request (an unknown or spent card token): trying again will not help,
+        # entering the card again will. payments.health does not count it against the channel either.
+        return ApiError(
+            "payment_declined",
+            _("The card could not be read; please enter it again."),
+            status.HTTP_402_PAYMENT_REQUIRED,
+        )
+    return ApiError("payment_unavailable", str(exc), status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
 class OrderPayApi(APIView):
     """Pay the order: with a Stripe.js card token (confirmed on the server), or open a PayPal payment and
     get its approval URL. `channel` picks the way to pay; by default the best one that answers."""
@@ -257,6 +282,8 @@ class OrderPayApi(APIView):
                     status.HTTP_409_CONFLICT,
                 )
         card_token = data.validated_data.get("card_token", "")
+        if order.trial_days:
+            return self._start_trial(order, card_token, channel)
         try:
             payment = payment_start_for_order(order=order, channel=channel)
             if payment.provider == "stripe":
@@ -268,24 +295,9 @@ class OrderPayApi(APIView):
         except PaymentBlocked:
             raise ApiError("payment_blocked", str(MESSAGES["payment_blocked"]), status.HTTP_403_FORBIDDEN) from None
         except OrderNotPayable:
-            raise ApiError(
-                "order_not_payable",
-                _("This order can no longer be paid."),
-                status.HTTP_409_CONFLICT,
-                order_url=reverse("order-detail", kwargs={"token": order.token}),
-            ) from None
-        except PaymentDeclined as exc:
-            raise ApiError("payment_declined", str(exc), status.HTTP_402_PAYMENT_REQUIRED) from None
+            raise _not_payable(order) from None
         except PaymentError as exc:
-            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in ACCOUNT_TROUBLE:
-                # The provider refused this request (an unknown or spent card token): trying again will not help,
-                # entering the card again will. payments.health does not count it against the channel either.
-                raise ApiError(
-                    "payment_declined",
-                    _("The card could not be read; please enter it again."),
-                    status.HTTP_402_PAYMENT_REQUIRED,
-                ) from None
-            raise ApiError("payment_unavailable", str(exc), status.HTTP_503_SERVICE_UNAVAILABLE) from None
+            raise _card_refused(exc) from None
         if payment.status == PaymentStatus.FAILED:
             raise ApiError(
                 "payment_declined",
@@ -293,3 +305,19 @@ class OrderPayApi(APIView):
                 status.HTTP_402_PAYMENT_REQUIRED,
             )
         return Response(payment_payload(payment))
+
+    def _start_trial(self, order: Order, card_token: str, channel: PaymentChannel | None) -> Response:
+        """A free trial: the card is kept, nothing is charged (storefront.flow.trials)."""
+        if not card_token:
+            raise ApiError("card_token_required", _("A card token is required."), status.HTTP_400_BAD_REQUEST)
+        try:
+            order = trial_start(order=order, card_token=card_token, channel=channel)
+        except CheckoutError as exc:
+            raise ApiError("rate_limited", exc.message, status.HTTP_429_TOO_MANY_REQUESTS) from None
+        except PaymentBlocked:
+            raise ApiError("payment_blocked", str(MESSAGES["payment_blocked"]), status.HTTP_403_FORBIDDEN) from None
+        except OrderNotPayable:
+            raise _not_payable(order) from None
+        except PaymentError as exc:
+            raise _card_refused(exc) from None
+        return Response({"provider": "stripe", "status": "trial_started", "order_status": order.status})

@@ -44,12 +44,13 @@ def checkout_create_order(**details) -> Order:
     locale, purchase IP, user agent, device, coupon) and count it for the risk engine's velocity.
 
     An order that costs nothing (a free product, a coupon that takes everything) skips the payment step: it is
-    screened and released at once (flow.free_orders), and comes back no longer pending payment."""
+    screened and released at once (flow.free_orders), and comes back no longer pending payment. A free trial
+    costs nothing today but still asks for the card it renews with (flow.trials)."""
     order = order_create(**details)
     bind_order(order.number)
     risk_record_event(order=order, event="order_placed")
     payments_none_yet(order)
-    if order.total_amount == 0:
+    if order.total_amount == 0 and not order.trial_days:
         order = free_order_complete(order=order)
     return order
 

@@ -146,12 +146,20 @@ def order_mark_paid(
     payment_ref: str,
     actor: str,
     signals: PaymentSignals | None = None,
+    saved_card: SavedCard | None = None,
 ) -> Order:
-    """Record that the order's payment cleared (see _order_paid). Idempotent."""
+    """Record that the order's payment cleared (see _order_paid); `saved_card` is how its subscription renews
+    when no payment carried the card (a free trial). Idempotent."""
     order = order_lock(order_id=order_id)
     bind_order(order.number)
     return _order_paid(
-        order=order, amount=amount, currency=currency, payment_ref=payment_ref, actor=actor, signals=signals
+        order=order,
+        amount=amount,
+        currency=currency,
+        payment_ref=payment_ref,
+        actor=actor,
+        signals=signals,
+        saved_card=(lambda: saved_card) if saved_card is not None else None,
     )
 
 

@@ -23,6 +23,7 @@ from fulfillment.services import subscription_access_extend
 from orders.models import Order, OrderStatus, Subscription, SubscriptionStatus
 from orders.subscriptions import (
     LIVE,
+    REMINDED,
     SavedCard,
     subscription_access_until,
     subscription_card_saved,
@@ -161,7 +162,7 @@ def subscriptions_remind(*, now: datetime | None = None) -> int:
         with transaction.atomic():
             subscription = subscription_lock(pk)
             coming = subscription.periods_paid + 1
-            if subscription.reminded_period >= coming or subscription.status != SubscriptionStatus.ACTIVE:
+            if subscription.reminded_period >= coming or subscription.status not in REMINDED:
                 continue
             subscription_reminded(subscription=subscription, period=coming)
             subscription_email_on_commit(subscription, "subscription_reminder")
@@ -193,10 +194,13 @@ def subscription_update_card(*, subscription: Subscription, card_token: str, act
     if channel is None or subscription.provider != "stripe":
         raise PaymentError("This subscription is paid by link; there is no card to change.")
     key = f"subscription-{subscription.pk}-card-{card_token}"
-    customer_ref, method_ref = card_save(channel=channel, email=subscription.email, card_token=card_token, key=key)
+    kept = card_save(channel=channel, email=subscription.email, card_token=card_token, key=key)
     with transaction.atomic():
         locked = subscription_lock(subscription.pk)
         card = SavedCard(
-            provider=locked.provider, channel_code=locked.channel_code, customer_ref=customer_ref, method_ref=method_ref
+            provider=locked.provider,
+            channel_code=locked.channel_code,
+            customer_ref=kept.customer_ref,
+            method_ref=kept.method_ref,
         )
         return subscription_card_saved(subscription=locked, card=card, actor=actor)

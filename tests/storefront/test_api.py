@@ -90,6 +90,7 @@ def test_product_list_lists_products_on_sale_with_stock(client):
         "stock": {"state": "low", "count": None},  # 1 key, threshold 5
         "price_breaks": [],
         "billing_interval": None,
+        "trial_days": 0,
         "key_source": "pool",  # issue 15: how its keys are made
         "activation_limit": None,
     }

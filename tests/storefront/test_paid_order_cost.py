@@ -16,6 +16,13 @@ STATEMENT_BUDGET = 25  # issue 12: at most 25 SQL statements per paid order, che
 TO_KEY_DELIVERED = ("checkout", "webhook", "deliver_task")
 
 
+@pytest.fixture(autouse=True)
+def stamps_read_once(settings):
+    """The risk config's change stamps are read at most once a second per process, one read shared by every order
+    of that second; on a slow machine one order can outlast a second and would count that read alone."""
+    settings.RISK_CONFIG_RECHECK_SECONDS = 3600
+
+
 @pytest.fixture
 def cost(localstripe):
     use_shipped_rules()

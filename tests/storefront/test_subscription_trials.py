@@ -1,0 +1,171 @@
+"""Free trials against localstripe: nothing is charged at checkout but the card is kept on a Stripe customer, the
+goods are delivered, a reminder goes out before the trial converts, the first charge is period 1 when the trial
+ends (then periods follow from there), a failed conversion is dunned like any renewal, and each email gets one
+trial. Time moves with time-machine."""
+
+import json
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.contrib.auth.models import Group
+
+from catalog.models import BillingInterval, FulfilmentKind
+from fulfillment.models import Membership
+from orders.errors import CheckoutError
+from orders.models import Coupon, Order, OrderStatus, Subscription, SubscriptionStatus
+from payments.models import Payment, PaymentStatus
+from riskengine.models import ListEntry, ListKind
+from storefront.admin.subscriptions import subscription_figures
+from storefront.flow.jobs import subscriptions_housekeeping
+from tests.conftest import TEST_CARD
+from tests.factories import ProductFactory
+from tests.riskengine.test_rules import use_shipped_rules
+from tests.storefront.test_subscriptions import DECLINED, card_token, sweep
+
+pytestmark = pytest.mark.django_db(transaction=True)
+GRACE = timedelta(days=8)
+
+
+@pytest.fixture(autouse=True)
+def shipped_rules(db):
+    use_shipped_rules()
+
+
+@pytest.fixture
+def trial_plan(db):
+    """A monthly membership at USD 9.00 with a 14-day free trial."""
+    return ProductFactory(
+        name="Pro Club",
+        kind=FulfilmentKind.MEMBERSHIP,
+        price_amount=900,
+        billing_interval=BillingInterval.MONTH,
+        trial_days=14,
+        membership_group=Group.objects.create(name="trial members"),
+        max_per_order=1,
+    )
+
+
+def start_trial(client, stripe_client, order, *, card=TEST_CARD):
+    return client.post(
+        f"/api/orders/{order.token}/pay/",
+        data=json.dumps({"card_token": card_token(stripe_client, card)}),
+        content_type="application/json",
+    )
+
+
+def test_a_trial_keeps_the_card_charges_nothing_and_delivers(
+    client, localstripe, stripe_client, make_order, trial_plan
+):
+    order = make_order((trial_plan, 1), email="Trial@Example.com")
+    assert (order.total_amount, order.discount_amount, order.trial_days) == (0, 900, 14)
+    assert order.status == OrderStatus.PENDING_PAYMENT  # the card is still to be given
+
+    page = client.get(f"/pay/{order.token}/").content.decode()
+    assert "Start free trial" in page and "Nothing is charged today" in page and "Free trial, 14 days" in page
+    assert not Payment.objects.exists()  # the pay page opened no payment: there is nothing to pay
+
+    answer = start_trial(client, stripe_client, order)
+
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["status"] == "trial_started"
+    order.refresh_from_db()
+    subscription = Subscription.objects.get()
+    assert order.status == OrderStatus.FULFILLED and order.subscription_period == 0
+    assert subscription.status == SubscriptionStatus.TRIALING and subscription.periods_paid == 0
+    assert subscription.customer_ref.startswith("cus_") and subscription.method_ref
+    assert subscription.current_period_end == subscription.current_period_start + timedelta(days=14)
+    assert not Payment.objects.exists()  # nothing charged
+    member = Membership.objects.get(line__order=order)
+    assert member.ends_at == subscription.current_period_end + GRACE
+    assert order.card_fingerprint  # the kept card's fingerprint, for the risk engine
+    assert "Your free trial ends on" in client.get(f"/order/{order.token}/").content.decode()
+    figures = subscription_figures()
+    assert (figures["trialing"], figures["active"], figures["mrr"]) == (1, 0, {})
+
+
+def test_the_trial_converts_with_a_reminder_first_then_renews_from_its_end(
+    client, localstripe, stripe_client, make_order, trial_plan, mailoutbox
+):
+    start_trial(client, stripe_client, make_order((trial_plan, 1)))
+    subscription = Subscription.objects.get()
+    trial_end = subscription.current_period_end
+    mailoutbox.clear()
+
+    with time_machine.travel(trial_end - timedelta(days=2), tick=False):
+        assert subscriptions_housekeeping()["reminded"] == 1
+    assert "Your free trial of Pro Club ends soon" in mailoutbox[0].subject
+    assert "USD 9.00" in mailoutbox[0].body
+
+    with time_machine.travel(trial_end + timedelta(minutes=1), tick=False):
+        assert sweep() == 1
+    subscription.refresh_from_db()
+    assert subscription.status == SubscriptionStatus.ACTIVE and subscription.periods_paid == 1
+    assert subscription.current_period_start == trial_end
+    first = Order.objects.get(subscription=subscription, subscription_period=1)
+    assert first.status == OrderStatus.FULFILLED and first.total_amount == 900
+    paid = Payment.objects.filter(status=PaymentStatus.SUCCEEDED)
+    assert [p.amount for p in paid] == [900]  # the first charge, once
+
+    with time_machine.travel(subscription.current_period_end + timedelta(minutes=1), tick=False):
+        assert sweep() == 1
+    subscription.refresh_from_db()
+    assert subscription.periods_paid == 2
+    assert Payment.objects.filter(status=PaymentStatus.SUCCEEDED).count() == 2
+
+
+def test_a_declined_conversion_is_dunned_and_the_trial_access_ends_with_it(
+    client, localstripe, stripe_client, make_order, trial_plan
+):
+    start_trial(client, stripe_client, make_order((trial_plan, 1)), card=DECLINED)
+    subscription = Subscription.objects.get()
+    trial_end = subscription.current_period_end
+
+    for day in (0, 1, 3, 5):
+        with time_machine.travel(trial_end + timedelta(days=day, minutes=1), tick=False):
+            assert sweep() == 1
+    subscription.refresh_from_db()
+    assert subscription.status == SubscriptionStatus.PAST_DUE and subscription.failed_attempts == 4
+    with time_machine.travel(trial_end + timedelta(days=7, minutes=1), tick=False):
+        assert sweep() == 1
+    subscription.refresh_from_db()
+    assert subscription.status == SubscriptionStatus.CANCELLED
+    assert not Membership.objects.filter(line__order__subscription=subscription, ended=False).exists()
+    assert not Payment.objects.filter(status=PaymentStatus.SUCCEEDED).exists()
+
+
+def test_one_trial_per_email_and_no_coupon_on_a_trial(client, localstripe, stripe_client, make_order, trial_plan):
+    start_trial(client, stripe_client, make_order((trial_plan, 1), email="once@example.com"))
+
+    again = make_order((trial_plan, 1), email="ONCE@example.com")
+    assert (again.trial_days, again.total_amount) == (0, 900)  # subscribed before: pays from the start
+    Coupon.objects.create(code="HALF", percent_off=50, max_uses_per_shopper=None)
+    with pytest.raises(CheckoutError) as refused:
+        make_order((trial_plan, 1), email="new@example.com", coupon="HALF")
+    assert refused.value.code == "coupon_with_trial"
+
+
+def test_a_trial_the_risk_screen_declines_keeps_no_card_and_starts_nothing(
+    client, localstripe, stripe_client, make_order, trial_plan
+):
+    ListEntry.objects.create(kind=ListKind.EMAIL, value="blocked@example.com", created_by="test")
+    order = make_order((trial_plan, 1), email="blocked@example.com")
+
+    answer = start_trial(client, stripe_client, order)
+
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "payment_blocked"
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING_PAYMENT
+    assert not Subscription.objects.exists() and not Membership.objects.exists()
+
+
+def test_admin_allows_a_trial_only_on_a_product_that_renews(admin_client):
+    from tests.storefront.test_license_admin import form_of
+
+    product = ProductFactory(name="One-off")
+    url = f"/admin/catalog/product/{product.pk}/change/"
+    data = form_of(admin_client.get(url).content.decode()) | {"trial_days": "7"}
+    refused = admin_client.post(url, data)
+    assert (
+        refused.status_code == 200 and "Only a product that renews can have a free trial." in refused.content.decode()
+    )
