@@ -25,6 +25,7 @@ simulator's, which knows every pattern).
 """
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -42,6 +43,9 @@ from riskengine.signals import Signals, signals_for_order
 from riskengine.velocity import VelocityTimeline, velocity_counts_many
 
 SCREEN_BEFORE = timedelta(microseconds=1)
+PROGRESS_EVERY = 500  # moments replayed between two calls of a progress callback
+
+Progress = Callable[[int, int], None]  # (moments replayed, moments in all)
 
 __all__ = [
     "BacktestReport",
@@ -153,8 +157,11 @@ def _fraud_order_ids(ids: list[int]) -> set[int]:
     return found
 
 
-def _replay(orders: list[_Replayed], configurations: list[Configuration], *, screens: bool) -> None:
-    """Decide every order under every configuration, event by event in time order, each as of its moment."""
+def _replay(
+    orders: list[_Replayed], configurations: list[Configuration], *, screens: bool, progress: Progress | None = None
+) -> None:
+    """Decide every order under every configuration, event by event in time order, each as of its moment;
+    `progress` hears (replayed, total) before the first, every PROGRESS_EVERY moments and after the last."""
     events = [(r.paid_at, 1, i) for i, r in enumerate(orders) if r.paid_at is not None]
     if screens:  # read just before the screen's stamp: the attempt it lets through (paid or failed) bears the
         # same time when the clock stands still (the simulator), and must not count in its own screen
@@ -167,7 +174,9 @@ def _replay(orders: list[_Replayed], configurations: list[Configuration], *, scr
     shared: dict = {}
     if events:  # the counters' rows in memory once, rather than queries at every moment
         shared[VelocityTimeline] = VelocityTimeline(start=events[0][0], end=events[-1][0])
-    for moment, paid, i in events:
+    if progress:
+        progress(0, len(events))
+    for done, (moment, paid, i) in enumerate(events, start=1):
         replayed = orders[i]
         if replayed.signals is None:
             replayed.signals = signals_for_order(replayed.order, radar=replayed.radar)
@@ -194,6 +203,8 @@ def _replay(orders: list[_Replayed], configurations: list[Configuration], *, scr
                 else:
                     decision = "blocked" if verdict.decision == RiskDecision.DECLINE else "unpaid"
                 replayed.outcomes[name] = Outcome(decision, verdict.score, hits, shadow)
+        if progress and (done % PROGRESS_EVERY == 0 or done == len(events)):
+            progress(done, len(events))
     for replayed in orders:
         for configuration in configurations:
             if configuration.name not in replayed.outcomes:
@@ -213,11 +224,13 @@ def backtest_compare(
     end: datetime | None = None,
     truth: dict[str, bool | None] | None = None,
     patterns: dict[str, str] | None = None,
+    progress: Progress | None = None,
 ) -> Comparison:
     """Replay the window's orders (pre-payment screens included) through each configuration and score them.
 
     The window is [start, end), by default the last `days` days. `truth` (order number -> fraud) replaces
-    the labels; `patterns` (order number -> pattern name) adds per-pattern figures.
+    the labels; `patterns` (order number -> pattern name) adds per-pattern figures. `progress`, if given, is
+    called with (moments replayed, moments in all) now and then: each payment and each screen is a moment.
     """
     names = [c.name for c in configurations]
     if len(set(names)) != len(names):
@@ -225,7 +238,7 @@ def backtest_compare(
     start, end = _window(days, start, end)
     orders = _window_orders(start, end, screens=True)
     orders.sort(key=lambda r: (r.paid_at or (r.screens[0] if r.screens else end), r.order.pk))
-    _replay(orders, configurations, screens=True)
+    _replay(orders, configurations, screens=True, progress=progress)
     if truth is None:
         fraud_ids = _fraud_order_ids([r.order.pk for r in orders])
         truth = {r.order.number: r.order.pk in fraud_ids if r.paid_at else None for r in orders}

@@ -6,11 +6,14 @@ would have followed is unknown). Fraud is caught when it was held, declined or b
 held (review) or declined (declined or blocked): the simulator's definitions (devtools.simulate.report).
 Scored by labels, an order never paid (refused by the screen) can never be labelled: it is "unlabelled",
 in the confusion matrix but in neither the fraud nor the good figures.
+
+A comparison goes to JSON and back unchanged (comparison_to_json, comparison_from_json): the backtest page's job
+keeps it on its row and renders it when asked.
 """
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -223,6 +226,65 @@ def comparison_build(
         configurations=per_configuration,
         changed=changed[:200],
         changed_count=len(changed),
+    )
+
+
+# As JSON (a comparison kept with the staff job that computed it) ----------------------------------------------
+# Every mapping whose order the page shows (the confusion matrix, the decisions per configuration) is kept as a
+# list of pairs: PostgreSQL's jsonb does not keep the order of an object's keys.
+
+
+def comparison_to_json(comparison: Comparison) -> dict:
+    """The comparison as plain JSON values; comparison_from_json gives it back equal, in the same order."""
+    return {
+        "start": comparison.start.isoformat(),
+        "end": comparison.end.isoformat(),
+        "orders": comparison.orders,
+        "recorded": _figures_to_json(comparison.recorded),
+        "configurations": [_figures_to_json(f) for f in comparison.configurations],
+        "changed": [[number, recorded, list(decided.items())] for number, recorded, decided in comparison.changed],
+        "changed_count": comparison.changed_count,
+        "notes": list(comparison.notes),
+    }
+
+
+def comparison_from_json(data: dict) -> Comparison:
+    return Comparison(
+        start=datetime.fromisoformat(data["start"]),
+        end=datetime.fromisoformat(data["end"]),
+        orders=data["orders"],
+        recorded=_figures_from_json(data["recorded"]),
+        configurations=[_figures_from_json(f) for f in data["configurations"]],
+        changed=[(number, recorded, dict(decided)) for number, recorded, decided in data["changed"]],
+        changed_count=data["changed_count"],
+        notes=list(data["notes"]),
+    )
+
+
+def _group_to_json(group: Group) -> dict:
+    return {**asdict(group), "confusion": [[label, list(row.items())] for label, row in group.confusion.items()]}
+
+
+def _group_from_json(data: dict) -> Group:
+    return Group(**{**data, "confusion": {label: dict(row) for label, row in data["confusion"]}})
+
+
+def _figures_to_json(figures: Figures) -> dict:
+    return {
+        **asdict(figures),
+        "overall": _group_to_json(figures.overall),
+        "patterns": [[name, _group_to_json(group)] for name, group in figures.patterns.items()],
+    }
+
+
+def _figures_from_json(data: dict) -> Figures:
+    return Figures(
+        **{
+            **data,
+            "overall": _group_from_json(data["overall"]),
+            "rules": [RuleRow(**row) for row in data["rules"]],
+            "patterns": {name: _group_from_json(group) for name, group in data["patterns"]},
+        }
     )
 
 

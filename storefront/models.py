@@ -97,6 +97,7 @@ class StaffJobKind(models.TextChoices):
     LOCK_KEYS = "lock_keys", _("Lock keys")
     UNLOCK_KEYS = "unlock_keys", _("Unlock keys")
     RETIRE_KEYS = "retire_keys", _("Retire keys")
+    BACKTEST = "backtest", _("Backtest the risk rules")
 
 
 class StaffJobStatus(models.TextChoices):
@@ -130,6 +131,8 @@ class StaffJob(models.Model):
     # An export's CSV, encrypted with the key-encryption keys; deleted once downloaded.
     result = models.FileField(upload_to="staff-jobs/", blank=True)
     result_downloaded_at = models.DateTimeField(null=True, blank=True)
+    # What a job that computes something found, as JSON: a backtest's comparison (storefront.flow.backtest_job).
+    outcome = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

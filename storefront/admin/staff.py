@@ -137,6 +137,8 @@ def _back_url(job: StaffJob) -> str:
         return reverse("admin:orders_order_changelist")
     if job.kind == StaffJobKind.EXPORT_KEYS:
         return reverse("admin:catalog_product_change", args=[job.params.get("product")])
+    if job.kind == StaffJobKind.BACKTEST:
+        return reverse("review:backtest_job", args=[job.pk])
     return reverse("admin:fulfillment_licensekey_changelist")
 
 

@@ -1,4 +1,4 @@
-"""Long staff actions as tasks with progress: refunds of many orders, a key export, a bulk key change.
+"""Long staff actions as tasks with progress: refunds of many orders, a key export, a bulk key change, a backtest.
 
 The admin records a StaffJob and returns at once with a link to its progress page; the task works through the
 job's targets and commits its progress item by item (refunds) or batch by batch (keys), with a heartbeat, the
@@ -8,7 +8,9 @@ way a key import does (fulfillment.imports). Every run is safe to repeat:
   run that died after the provider paid but before its progress committed finds the order refunded next time
   and reports it as such; the provider is never asked twice for the same money (idempotency keys);
 - a batch of keys changes state in the same transaction as the progress that counts it;
-- an export records its 'exported' events and its encrypted file in one transaction with the job's end.
+- an export records its 'exported' events and its encrypted file in one transaction with the job's end;
+- a backtest (storefront.flow.backtest_job) only reads: a run that died replays from the start again, and its
+  comparison replaces what an earlier run may have stored, so a job holds one comparison however often it ran.
 
 A run that died is resumed after its last committed item by the beat job resume-stalled-staff-jobs, or from
 admin (*Staff jobs*, *Resume*); if two runs overlap, the second stops at its first commit.
@@ -33,6 +35,7 @@ from orders.models import Order, OrderStatus
 from payments.providers.base import PaymentError
 from payments.refunds import RefundNotAllowed
 from storefront.csv_export import csv_writer
+from storefront.flow.backtest_job import backtest_job_compute
 from storefront.flow.refunds import refund_issue
 from storefront.models import StaffJob, StaffJobKind, StaffJobStatus
 
@@ -168,9 +171,30 @@ def _run_export(job: StaffJob) -> None:
         _save_step(locked, job, _Step(items=export.count, succeeded=export.count), extra_fields=["result", "total"])
 
 
+def _run_backtest(job: StaffJob) -> None:
+    """Replay the orders again from the start (a replay cannot resume halfway); the moments replayed are the
+    progress, committed with a heartbeat every few hundred, and the comparison is stored with the last."""
+
+    def progress(done: int, total: int) -> None:
+        with transaction.atomic():
+            locked = _lock_unchanged(job)
+            locked.processed = locked.succeeded = done
+            locked.total, locked.heartbeat_at = total, timezone.now()
+            locked.save(update_fields=["processed", "succeeded", "total", "heartbeat_at"])
+        job.processed = job.succeeded = done
+        job.total = total
+
+    outcome = backtest_job_compute(params=job.params, progress=progress)
+    with transaction.atomic():
+        locked = _lock_unchanged(job)
+        locked.outcome = outcome
+        locked.save(update_fields=["outcome"])
+
+
 _RUNNERS = {
     StaffJobKind.REFUND_ORDERS: _run_refunds,
     StaffJobKind.EXPORT_KEYS: _run_export,
+    StaffJobKind.BACKTEST: _run_backtest,
     **{kind: _run_key_state for kind in KEY_ACTIONS},
 }
 

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.queue, name="queue"),
     path("metrics/", views.metrics_page, name="metrics"),
     path("backtest/", views.backtest_page, name="backtest"),
+    path("backtest/<int:job_id>/", views.backtest_job, name="backtest_job"),
     path(
         "login/",
         LoginView.as_view(template_name="riskengine/login.html", next_page=reverse_lazy("review:queue")),

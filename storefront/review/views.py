@@ -2,7 +2,9 @@
 
 Reviewers are not staff; every review page asks for riskengine.review_orders. Thin: the pages read the order's
 story and act through riskengine.review, whose services write an OrderEvent for every action.
-The backtest page (the current rules against a proposal, riskengine.backtest) is for staff who may see the rules.
+The backtest page (the current rules against a proposal, riskengine.backtest) is for staff who may see the rules:
+the posted proposal starts a staff job (storefront.flow.backtest_job), whose page shows its progress, then the
+comparison.
 """
 
 import copy
@@ -15,21 +17,26 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.utils import timezone
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from orders.models import Order
 from orders.status import IllegalTransition
 from payments.providers.base import PaymentError
 from payments.refunds import RefundNotAllowed
 from riskengine import metrics
-from riskengine.backtest import Configuration, backtest_compare, configuration_build, configuration_current
-from riskengine.backtest_report import DECISIONS, comparison_side_by_side, simulation_patterns
+from riskengine.backtest import Configuration, configuration_build, configuration_current
+from riskengine.backtest_report import DECISIONS, comparison_from_json, comparison_side_by_side
 from riskengine.learning import model_status
 from riskengine.models import FraudLabel, ListKind, ReviewCase, ReviewStatus, RiskRule, RiskSettings, RuleMode
 from riskengine.review import BLOCKABLE, ReviewError, review_claim
 from riskengine.selectors import linked_orders
 from storefront.charts import dispute_chart
+from storefront.flow.backtest_job import backtest_job_params
 from storefront.flow.review import review_approve, review_reject
+from storefront.flow.staff_jobs import staff_job_start
+from storefront.models import StaffJob, StaffJobKind, StaffJobStatus
 
 REVIEW_PERMISSION = "riskengine.review_orders"
 DECISION_COLOURS = {"approve": "#4a4", "review": "#e90", "decline": "#c33"}
@@ -259,6 +266,7 @@ def metrics_page(request):
 # Backtest ----------------------------------------------------------------------------------------------
 
 RULE_MODES = [(RuleMode.ACTIVE.value, "active"), (RuleMode.SHADOW.value, "shadow"), ("off", "off")]
+BACKTEST_REFRESH_SECONDS = 3
 
 
 def staff_required(view):
@@ -325,21 +333,48 @@ class ProposalForm(forms.Form):
         )
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 @staff_required
 def backtest_page(request):
+    """The proposal's form; posted and valid, it starts a backtest job and sends staff to the job's page."""
     rules = list(RiskRule.objects.order_by("name"))
     thresholds = RiskSettings.objects.filter(pk=1).first() or RiskSettings()
-    submitted = "review_threshold" in request.GET
-    form = ProposalForm(request.GET if submitted else None, rules=rules, thresholds=thresholds)
-    context = {"form": form, "model_status": model_status(), "decisions": DECISIONS, "comparison": None}
-    if not submitted:
+    form = ProposalForm(request.POST if request.method == "POST" else None, rules=rules, thresholds=thresholds)
+    context = {"form": form, "model_status": model_status()}
+    if request.method != "POST":
         return render(request, "riskengine/backtest.html", context)
     if not form.is_valid():
         return render(request, "riskengine/backtest.html", context, status=400)
-    patterns, note = simulation_patterns()
-    comparison = backtest_compare(
-        configurations=[configuration_current(), form.proposal()], days=form.cleaned_data["days"], patterns=patterns
+    end = timezone.now()
+    params = backtest_job_params(
+        configurations=[configuration_current(), form.proposal()],
+        start=end - timedelta(days=form.cleaned_data["days"]),
+        end=end,
     )
-    context |= {"comparison": comparison, "table": comparison_side_by_side(comparison), "note": note}
-    return render(request, "riskengine/backtest.html", context)
+    job = staff_job_start(kind=StaffJobKind.BACKTEST, actor=f"staff:{request.user.get_username()}", params=params)
+    return redirect("review:backtest_job", job_id=job.pk)
+
+
+@require_GET
+@staff_required
+def backtest_job(request, job_id: int):
+    """A backtest job: waiting, running with its progress (the page refreshes itself), or its comparison."""
+    job = get_object_or_404(StaffJob, pk=job_id, kind=StaffJobKind.BACKTEST)
+    context = {"job": job, "model_status": model_status(), "decisions": DECISIONS, "comparison": None, "notes": []}
+    if job.status == StaffJobStatus.DONE and job.outcome:
+        comparison = comparison_from_json(job.outcome["comparison"])
+        notes = [job.outcome["note"]] if job.outcome.get("note") else []
+        if gone := job.outcome.get("rules_gone"):
+            notes.append(
+                ngettext(
+                    "%(count)d rule was left out: it was deleted after the backtest was started.",
+                    "%(count)d rules were left out: they were deleted after the backtest was started.",
+                    gone,
+                )
+                % {"count": gone}
+            )
+        context |= {"comparison": comparison, "table": comparison_side_by_side(comparison), "notes": notes}
+    response = render(request, "riskengine/backtest_job.html", context)
+    if job.running:
+        response["Refresh"] = str(BACKTEST_REFRESH_SECONDS)  # no script: the browser asks again
+    return response

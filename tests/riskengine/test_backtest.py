@@ -1,30 +1,23 @@
-"""The backtest replays orders in time order, each as of its own moment, and writes nothing.
+"""The backtest replays orders in time order, each as of its own moment, and writes nothing: what the rules
+read then (lists, labels, links, history, velocity), proposed configurations against the current one, and the
+paid-order replay of old. The command and the page that run it: test_backtest_page.py.
 
-Orders are placed at fixed moments in 2025 (time-machine), far from anything another test leaves, and the
-backtest's window is given exactly, so each test sees its own orders only.
+Orders are placed at fixed moments in 2025 (time-machine, tests/riskengine/backtest_history.py), far from anything
+another test leaves, and the backtest's window is given exactly, so each test sees its own orders only.
 """
 
-import re
 import uuid
-from datetime import UTC, datetime, timedelta
-from io import StringIO
+from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
-from django.core.management import CommandError, call_command
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
 
 from orders.models import Order, OrderEvent
-from payments.providers.base import FraudSignal
 from riskengine import config, velocity
 from riskengine.asof import as_of, as_of_now
 from riskengine.backtest import backtest_compare, backtest_run, configuration_build, configuration_current
 from riskengine.config import risk_config
-from riskengine.feedback import fraud_signal_apply
 from riskengine.models import (
     FraudLabel,
     ListEntry,
@@ -40,35 +33,17 @@ from riskengine.rules import rule_blocklist, rule_linked_fraud, rule_velocity
 from riskengine.selectors import customer_average_paid
 from riskengine.services import risk_check_before_payment
 from riskengine.signals import signals_for_order
-from storefront.flow.payment import PaymentSignals
-from tests.riskengine.test_rules import fail_payment, new_shopper, pay, place_order, service, use_only_rules
-
-T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
-WINDOW = {"start": T0 - timedelta(days=1), "end": T0 + timedelta(days=40)}
-HOUR = 3600
-
-
-@pytest.fixture
-def clock(time_machine):
-    """Move the clock: clock(minutes=...) after T0, frozen there."""
-
-    def move(**delta) -> datetime:
-        moment = T0 + timedelta(**delta)
-        time_machine.move_to(moment, tick=False)
-        return moment
-
-    move()
-    return move
-
-
-def paid_with(order: Order, card: str, capture=None) -> Order:
-    return pay(order, capture, signals=PaymentSignals(card_fingerprint=card, card_country="US"))
-
-
-def dispute(order: Order) -> None:
-    """The card network's dispute, applied as the webhook applies it: labelled fraud, card, device, email blocked."""
-    fraud_signal_apply(order=order, provider_name="stripe", signal=FraudSignal(kind="dispute", reason="fraudulent"))
-
+from tests.riskengine.backtest_history import (  # noqa: F401  (the fixtures)
+    HOUR,
+    T0,
+    WINDOW,
+    clock_fixture,
+    dispute,
+    history_fixture,
+    paid_with,
+    risky_month_fixture,
+)
+from tests.riskengine.test_rules import fail_payment, new_shopper, place_order, service, use_only_rules
 
 # --- hindsight ---------------------------------------------------------------------------------------------
 
@@ -257,23 +232,6 @@ def test_the_backtests_timeline_in_memory_counts_as_the_database_does(clock, dja
 # --- configurations ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def risky_month(db, clock):
-    """Under a 30-point high-risk rule and review at 40: three risky orders approved at 30 (one later labelled
-    fraud), two plain ones at 0."""
-    use_only_rules(RiskRule(name="Risky goods", type=RuleType.HIGH_RISK_PRODUCT, points=30), review=40, decline=80)
-    risky, plain = service(price_amount=1500, high_risk=True), service(price_amount=1500)
-    orders = []
-    for hour, product in enumerate((risky, risky, risky, plain, plain)):
-        clock(hours=hour)
-        shopper = new_shopper()
-        orders.append(paid_with(place_order(product, shopper), shopper.card))
-    clock(days=5)
-    FraudLabel.objects.create(order=orders[0], source="dispute", is_fraud=True)
-    clock(days=6)
-    return orders
-
-
 @pytest.mark.django_db
 def test_a_proposal_with_a_lower_review_threshold_holds_more(risky_month):
     current = configuration_current()
@@ -361,32 +319,6 @@ def _fields(rule: RiskRule) -> dict:
 # --- the paid-order replay of old (the admin's action, the command) ----------------------------------------
 
 
-@pytest.fixture
-def history(db, clock):
-    """Paid orders under an active 10-point high-risk rule, with a 40-point disposable-email rule in shadow:
-    flips (disposable email + high-risk product, 10; 50 with the shadow rule), plain (0), old (like flips,
-    paid 40 days before the others), pending (never paid)."""
-    use_only_rules(
-        RiskRule(name="Risky goods", type=RuleType.HIGH_RISK_PRODUCT, points=10),
-        RiskRule(name="Disposable (trial)", type=RuleType.DISPOSABLE_EMAIL, points=40, mode=RuleMode.SHADOW),
-    )
-    risky, plain = service(price_amount=1500, high_risk=True), service(price_amount=1500)
-
-    def disposable():
-        return new_shopper(email=f"{uuid.uuid4().hex[:12]}@mailinator.com")
-
-    old = pay(place_order(risky, disposable()))
-    clock(days=40)
-    orders = {
-        "flips": pay(place_order(risky, disposable())),
-        "plain": pay(place_order(plain, new_shopper())),
-        "old": old,
-        "pending": place_order(risky, disposable()),
-    }
-    clock(days=41)
-    return orders
-
-
 @pytest.mark.django_db
 def test_shadow_rule_that_would_flip_an_order_shows_in_changed(history):
     report = backtest_run(days=30)
@@ -428,113 +360,3 @@ def test_backtest_writes_nothing(history):
     assert RiskRule.objects.get(name="Disposable (trial)").mode == RuleMode.SHADOW
     counters_after = {m: velocity.velocity_counts(metric=m, ids=ids, window_seconds=HOUR)[0] for m in velocity.METRICS}
     assert counters_after == counters_before
-
-
-@pytest.mark.django_db
-def test_command_prints_the_summary_and_the_changed_orders(history):
-    out = StringIO()
-
-    call_command("risk_backtest", "--days", "30", stdout=out)
-
-    lines = out.getvalue().splitlines()
-    assert lines[0] == (
-        "Risk backtest: 2 paid order(s) from the last 30 day(s), all enabled rules (shadow rules counted as active)."
-    )
-    assert "approve          2       1      -1" in lines
-    assert "review           0       1      +1" in lines
-    assert f"{history['flips'].number:<14}approve  review   10 -> 50" in lines
-
-
-@pytest.mark.django_db
-def test_command_compares_a_proposal_and_refuses_bad_input(history):
-    out = StringIO()
-
-    call_command(
-        "risk_backtest", "--compare", "--days", "60", "--review-threshold", "10", "--mode", "Disposable (trial)=off",
-        stdout=out,
-    )  # fmt: skip
-
-    text = out.getvalue()
-    assert re.search(r"thresholds\s+-\s+40/80\s+10/80", text)
-    assert re.search(r"good held\s+0 \(0\.0%\)\s+0 \(0\.0%\)\s+2 \(66\.7%\)", text)
-    assert "Disposable (trial)" in text and "2 order(s) decided differently." in text
-    with pytest.raises(CommandError, match="No rule named: Nope"):
-        call_command("risk_backtest", "--rule", "Nope", stdout=StringIO())
-    with pytest.raises(CommandError, match="--mode takes active, shadow, off"):
-        call_command("risk_backtest", "--compare", "--mode", "Risky goods=loud", stdout=StringIO())
-    with pytest.raises(CommandError, match="0 < review < decline"):
-        call_command("risk_backtest", "--compare", "--review-threshold", "90", stdout=StringIO())
-
-
-# --- the page ----------------------------------------------------------------------------------------------
-
-
-def staff_client(*, allowed: bool = True) -> Client:
-    user = get_user_model().objects.create_user(f"staff{uuid.uuid4().hex[:6]}", password="pw-staff-1", is_staff=True)
-    if allowed:
-        user.user_permissions.add(Permission.objects.get(codename="view_riskrule"))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def text_of(response) -> str:
-    return " ".join(re.sub(r"<[^>]+>", " ", response.content.decode()).split())
-
-
-@pytest.mark.django_db
-def test_the_page_compares_the_current_and_a_proposed_configuration(risky_month):
-    rule = RiskRule.objects.get(name="Risky goods")
-    client = staff_client()
-
-    form = client.get(reverse("review:backtest"))
-    response = client.get(
-        reverse("review:backtest"),
-        {"days": "30", "review_threshold": "30", "decline_threshold": "80", f"mode_{rule.pk}": "active",
-         f"points_{rule.pk}": "30"},
-    )  # fmt: skip
-
-    assert form.status_code == 200 and "Compare" in text_of(form) and "backtest-headline" not in form.content.decode()
-    assert response.status_code == 200
-    text = text_of(response)
-    assert "5 order(s)" in text
-    assert "Fraud caught (held, declined or blocked) 0 0.0% 0 0.0% 1 100.0%" in text
-    assert "Good orders held 0 0.0% 0 0.0% 2 50.0%" in text
-    html = response.content.decode()
-    matrices = re.findall(r'<table class="confusion".*?</table>', html, re.S)
-    cells = [[int(n) for n in re.findall(r'<td class="num">(\d+)</td>', m)] for m in matrices]
-    assert cells == [[1, 0, 0, 0, 0, 4, 0, 0, 0, 0], [1, 0, 0, 0, 0, 4, 0, 0, 0, 0], [0, 1, 0, 0, 0, 2, 2, 0, 0, 0]]
-    assert "Risky goods active 30 1 2 0 33.3% active 30 1 2 0 33.3%" in text
-    assert "Orders decided differently (3)" in text
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"review_threshold": "90"}, "The review threshold (90) must be below the decline threshold (80)."),
-        ({"review_threshold": "abc"}, "Review threshold: Enter a whole number."),
-        ({"days": "0"}, "Days: Ensure this value is greater than or equal to 1."),
-        ({"mode": "loud"}, "Risky goods: mode: Select a valid choice. loud is not one of the available choices."),
-        ({"points": "101"}, "Risky goods: points: Ensure this value is less than or equal to 100."),
-    ],
-)
-def test_the_page_refuses_bad_input_with_a_message(risky_month, change, message):
-    rule = RiskRule.objects.get(name="Risky goods")
-    data = {"days": "30", "review_threshold": "40", "decline_threshold": "80"}
-    data |= {f"mode_{rule.pk}": change.pop("mode", "active"), f"points_{rule.pk}": change.pop("points", "30")}
-
-    response = staff_client().get(reverse("review:backtest"), data | change)
-
-    assert response.status_code == 400
-    assert message in text_of(response)
-    assert "backtest-headline" not in response.content.decode()
-
-
-@pytest.mark.django_db
-def test_the_page_is_for_staff_who_may_see_the_rules(db):
-    anonymous = Client().get(reverse("review:backtest"))
-    forbidden = staff_client(allowed=False).get(reverse("review:backtest"))
-
-    assert anonymous.status_code == 302 and anonymous["Location"].startswith(reverse("admin:login"))
-    assert forbidden.status_code == 403

@@ -1,164 +1,45 @@
-"""The model that learns from the shop's own outcomes: features kept as they were at each decision, training
-that refuses too few labels, a model that learns, shadow that never decides, active that counts and explains,
-versions promoted and retired, and decisions made with Redis away.
+"""The model that learns from the shop's own outcomes, up to a stored version: features kept as they were at each
+decision, and training that refuses too few labels, learns, and runs weekly when new labels arrived. How a model
+decides (shadow, active, promoted, Redis away) and the admin: test_model_scoring.py.
 
-Time is pinned (time-machine) at NOW; the labelled history lies months before it. Velocity counters are per
-test (tests/conftest.py) and identifiers per shopper (new_shopper), as in test_rules.
+Time is pinned (time-machine) at NOW; the labelled history (tests/riskengine/learning_history.py) lies months
+before it. Velocity counters are per test (tests/conftest.py) and identifiers per shopper (new_shopper), as in
+test_rules.
 """
 
 import pickle
-import random
-import re
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, Subquery
-from django.urls import reverse
 
-from orders.models import Order, OrderStatus, PaymentState
+from orders.models import Order, OrderStatus
 from riskengine import selectors, velocity
 from riskengine.config import risk_config
-from riskengine.features import FEATURES, LABELS, features_for
-from riskengine.learning import (
-    ModelError,
-    model_status,
-    risk_model_promote,
-    risk_model_retire,
-    risk_model_train,
-)
-from riskengine.models import FraudLabel, ModelMode, RiskAssessment, RiskDecision, RiskModel
-from riskengine.services import risk_assess_order, risk_check_before_payment
+from riskengine.features import FEATURES, features_for
+from riskengine.learning import model_status, risk_model_train
+from riskengine.models import FraudLabel, ModelMode, RiskAssessment, RiskModel
+from riskengine.services import risk_check_before_payment
 from riskengine.signals import signals_for_order
 from riskengine.tasks import risk_model_retrain
 from storefront.flow.payment import PaymentSignals
-from tests.riskengine.test_rules import (  # noqa: F401  (redis_down is a fixture)
-    new_shopper,
-    pay,
-    place_order,
-    redis_down,
-    service,
-    use_only_rules,
-    use_shipped_rules,
+from tests.riskengine.learning_history import (  # noqa: F401  (clock_fixture, product_fixture)
+    CALM_RADAR,
+    NOW,
+    clean_order,
+    clock_fixture,
+    fraudulent_order,
+    labelled_history,
+    model_reasons,
+    paid_assessment,
+    paid_order,
+    product_fixture,
+    trained,
 )
+from tests.riskengine.test_rules import new_shopper, pay, place_order, use_only_rules, use_shipped_rules
 
 pytestmark = pytest.mark.django_db
-
-NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-RISKY_RADAR = {"outcome_type": "authorized", "risk_level": "elevated", "risk_score": 88}
-CALM_RADAR = {"outcome_type": "authorized", "risk_level": "normal", "risk_score": 12}
-
-
-@pytest.fixture(autouse=True)
-def clock(time_machine):
-    time_machine.move_to(NOW, tick=False)
-    return time_machine
-
-
-@pytest.fixture
-def product():
-    return service(price_amount=2000)
-
-
-# --- a labelled history, as the shop would have stored it ---------------------------------------------------
-
-
-def _drawn_features(rng: random.Random, *, fraud: bool) -> dict[str, float]:
-    """One order's features: fraud and good orders overlap (no single feature separates them), but fraud runs
-    to higher Radar scores, shared cards, disposable mailboxes, mismatched countries and first purchases."""
-    features = dict.fromkeys(FEATURES, 0.0)
-    score = min(99, max(0, round(rng.gauss(60 if fraud else 22, 16))))
-    amount = round(rng.lognormvariate(8.3 if fraud else 7.6, 0.6))
-    paid_before = rng.random() < (0.1 if fraud else 0.5)
-    features.update(
-        amount=float(amount),
-        units=float(rng.choice([1, 1, 2, 3, 5] if fraud else [1, 1, 1, 1, 2])),
-        lines=1.0,
-        radar_score=float(score),
-        radar_level=float(score >= 65),
-        disposable_email=float(rng.random() < (0.3 if fraud else 0.03)),
-        free_mail=float(rng.random() < 0.5),
-        email_local_length=float(rng.randint(5, 16)),
-        email_digit_share=round(rng.random() * (0.5 if fraud else 0.2), 2),
-        ip_card_country_differ=float(rng.random() < (0.45 if fraud else 0.08)),
-        paid_before=float(paid_before),
-        amount_to_average=round(rng.uniform(0.5, 4 if fraud else 1.5), 2) if paid_before else 0.0,
-        distinct_emails_per_card_30d=float(rng.choice([1, 2, 2, 3, 4] if fraud else [1] * 12 + [2])),
-        failed_payments_per_card_1h=float(rng.choice([0, 0, 1, 2, 3] if fraud else [0] * 15 + [1])),
-        orders_per_email_1h=float(rng.choice([1, 1, 2, 3] if fraud else [1] * 10 + [2])),
-    )
-    return features
-
-
-def labelled_history(*, fraud: int, good: int, seed: int = 7, days_ago: tuple[int, int] = (70, 160)) -> None:
-    """`fraud` orders labelled fraud (disputes, warnings, review rejections) and `good` delivered ones, each with
-    a paid-stage assessment and its stored features, decided between `days_ago` days before NOW."""
-    rng = random.Random(seed)
-    kinds = [True] * fraud + [False] * good
-    rng.shuffle(kinds)
-    drawn = [(is_fraud, _drawn_features(rng, fraud=is_fraud), rng.uniform(*days_ago)) for is_fraud in kinds]
-    orders = Order.objects.bulk_create(
-        Order(
-            email=f"h{uuid.uuid4().hex[:12]}@example.com",
-            currency="USD",
-            subtotal_amount=int(features["amount"]),
-            total_amount=int(features["amount"]),
-            status=OrderStatus.FULFILLED,  # delivered, then (for the fraud ones) disputed
-            payment_state=PaymentState.PAID,
-            paid_at=NOW - timedelta(days=days),
-        )
-        for _, features, days in drawn
-    )
-    RiskAssessment.objects.bulk_create(
-        RiskAssessment(order=order, stage="paid", decision=RiskDecision.APPROVE, features=features)
-        for order, (_, features, _) in zip(orders, drawn, strict=True)
-    )
-    paid_at = Order.objects.filter(pk=OuterRef("order_id")).values("paid_at")[:1]
-    RiskAssessment.objects.filter(order__in=orders).update(created_at=Subquery(paid_at))
-    sources = ["dispute", "early_fraud_warning", "review"]
-    FraudLabel.objects.bulk_create(
-        FraudLabel(order=order, source=sources[i % 3], is_fraud=True)
-        for i, (order, (is_fraud, _, _)) in enumerate(zip(orders, drawn, strict=True))
-        if is_fraud
-    )
-
-
-def trained(*, activate: bool = False) -> RiskModel:
-    labelled_history(fraud=60, good=340)
-    result = risk_model_train(actor="test", activate=activate)
-    assert result.model is not None, result.message
-    return result.model
-
-
-def paid_order(product, shopper, capture, *, radar: dict, **signals) -> Order:
-    order = place_order(product, shopper, capture)
-    return pay(order, capture, signals=PaymentSignals(card_fingerprint=shopper.card, radar=radar, **signals))
-
-
-def fraudulent_order(product, capture) -> Order:
-    """A disposable mailbox paying with a card two other mailboxes used this month, Radar scoring it 88."""
-    card = new_shopper().card
-    for _ in range(2):
-        paid_order(product, new_shopper(card=card), capture, radar=CALM_RADAR)
-    shopper = new_shopper(card=card, email=f"{uuid.uuid4().int % 10**6:06d}tqzx@mailinator.com")
-    return paid_order(product, shopper, capture, radar=RISKY_RADAR)
-
-
-def clean_order(product, capture) -> Order:
-    """A person's mailbox name (no digits), their own card, Radar scoring it 12."""
-    name = uuid.uuid4().hex[:8].translate(str.maketrans("0123456789", "ghijklmnop"))
-    return paid_order(product, new_shopper(email=f"anna.{name}@example.com"), capture, radar=CALM_RADAR)
-
-
-def paid_assessment(order: Order) -> RiskAssessment:
-    return order.risk_assessments.filter(stage="paid").latest("created_at", "pk")
-
-
-def model_reasons(reasons: list[dict]) -> list[dict]:
-    return [reason for reason in reasons if reason["type"] == "model"]
 
 
 # --- features: stored at the decision, as they were then ----------------------------------------------------
@@ -353,154 +234,3 @@ def test_the_weekly_task_trains_only_when_new_labels_arrived(clock):
     assert later.startswith(f"Model v{newest.version} stored (shadow)")
     assert (newest.mode, previous.mode) == (ModelMode.SHADOW, ModelMode.RETIRED)
     assert (newest.fraud_count, newest.good_count) == (65, 360)
-
-
-# --- deciding with a model ----------------------------------------------------------------------------------
-
-
-def test_a_shadow_model_is_reported_and_never_decides(product, django_capture_on_commit_callbacks):
-    # Given a model in shadow and no rules
-    model = trained()
-    use_only_rules()
-
-    # When an obviously fraudulent order is decided
-    order = fraudulent_order(product, django_capture_on_commit_callbacks)
-    with_shadow = paid_assessment(order)
-
-    # Then the model's view is in the shadow reasons, and the decision is the rules' alone: the same as with no
-    # model at all
-    (hit,) = model_reasons(with_shadow.shadow_reasons)
-    assert hit["rule"] == f"Risk model v{model.version}" and hit["points"] > 0
-    assert hit["reason"].startswith(f"model {hit['values']['probability']:.2f}: ")
-    assert model_reasons(with_shadow.reasons) == []
-    assert f"Model v{model.version} runs in shadow" in model_status()
-    risk_model_retire(version=model.version, actor="test")
-    without = risk_assess_order(order=order, radar=RISKY_RADAR)
-    assert model_reasons(without.shadow_reasons) == []
-    assert (with_shadow.decision, with_shadow.score) == (without.decision, without.score)
-    assert model_status() == "No model in use (every version is retired): the rules decide alone."
-
-
-def test_an_active_model_adds_its_points_and_names_the_features_behind_them(
-    product, django_capture_on_commit_callbacks
-):
-    # Given the trained model promoted to active, and no rules (review at 40, decline at 80)
-    model = trained(activate=True)
-    use_only_rules(review=40, decline=80)
-
-    # When an obviously fraudulent order and a clean one are decided
-    risky = paid_assessment(fraudulent_order(product, django_capture_on_commit_callbacks))
-    calm = paid_assessment(clean_order(product, django_capture_on_commit_callbacks))
-
-    # Then the model's points (60 at probability 1) are the score, and its reason names what drove it
-    (hit,) = model_reasons(risky.reasons)
-    probability = hit["values"]["probability"]
-    assert hit["points"] == round(60 * probability) == risky.score
-    assert risky.decision == RiskDecision.REVIEW and probability > 0.8
-    top = hit["values"]["top"]
-    assert len(top) == 3 and {"radar_score", "radar_level"} & set(top)
-    named = [rf"{re.escape(LABELS[name])} {risky.features[name]:g} \(\+\d+\.\d\)" for name in top]
-    assert re.fullmatch(rf"model {probability:.2f}: " + ", ".join(named), hit["reason"]), hit["reason"]
-    assert calm.decision == RiskDecision.APPROVE and calm.score < 10
-    assert model_status().startswith(f"Model v{model.version} is active: it adds up to 60 points")
-
-
-def test_promoting_a_model_retires_the_active_one_and_the_next_order_uses_it(
-    product, django_capture_on_commit_callbacks
-):
-    # Given an active model and a newer one in shadow, and an order scored by the active one
-    first = trained(activate=True)
-    use_only_rules()
-    second = risk_model_train(actor="test").model
-    scored = model_reasons(paid_assessment(fraudulent_order(product, django_capture_on_commit_callbacks)).reasons)
-    assert [hit["rule"] for hit in scored] == [f"Risk model v{first.version}"]
-
-    # When staff promote the newer one
-    risk_model_promote(version=second.version, actor="staff:test")
-
-    # Then the first is retired, the second active, and the very next order is scored by the second
-    first.refresh_from_db()
-    second.refresh_from_db()
-    assert (first.mode, second.mode) == (ModelMode.RETIRED, ModelMode.ACTIVE)
-    assert first.mode_changed_by == "staff:test"
-    assessment = paid_assessment(fraudulent_order(product, django_capture_on_commit_callbacks))
-    assert [r["rule"] for r in model_reasons(assessment.reasons)] == [f"Risk model v{second.version}"]
-    assert model_reasons(assessment.shadow_reasons) == []
-    with pytest.raises(ModelError, match="already active"):
-        risk_model_promote(version=second.version, actor="test")
-    with pytest.raises(IntegrityError), transaction.atomic():  # never two active models, whoever writes
-        RiskModel.objects.filter(pk=first.pk).update(mode=ModelMode.ACTIVE)
-
-
-def test_changing_the_points_in_admin_counts_from_the_next_order(product, django_capture_on_commit_callbacks):
-    # Given an active model
-    model = trained(activate=True)
-    use_only_rules()
-    before = model_reasons(paid_assessment(fraudulent_order(product, django_capture_on_commit_callbacks)).reasons)
-
-    # When staff lower its points to 20
-    model.points = 20
-    model.save()
-
-    # Then the next order gets a third of the points for the same kind of evidence
-    (hit,) = model_reasons(paid_assessment(fraudulent_order(product, django_capture_on_commit_callbacks)).reasons)
-    assert before[0]["points"] > 40 and hit["points"] == round(20 * hit["values"]["probability"])
-
-
-@pytest.mark.usefixtures("redis_down")
-def test_with_redis_down_the_order_is_decided_with_features_from_the_database(
-    product, django_capture_on_commit_callbacks
-):
-    # Given an active model, and Redis unreachable while a shopper orders twice
-    trained(activate=True)
-    use_only_rules(review=40, decline=80)
-    # (a mailbox of six digits in ten, whatever the run: a random one's share of digits moved the model's score)
-    shopper = new_shopper(email=f"{uuid.uuid4().int % 10**6:06d}tqzx@mailinator.com")
-    paid_order(product, shopper, django_capture_on_commit_callbacks, radar=CALM_RADAR)
-
-    # When the second order is decided
-    assessment = paid_assessment(paid_order(product, shopper, django_capture_on_commit_callbacks, radar=RISKY_RADAR))
-
-    # Then it is decided, its velocity features counted in PostgreSQL, and the model scored it
-    assert velocity._redis() is None  # the breaker is open: the counts came from the database
-    assert assessment.features["orders_per_email_1h"] == 2 and assessment.features["orders_per_card_24h"] == 2
-    assert assessment.features["disposable_email"] == 1 and assessment.features["paid_before"] == 1
-    (hit,) = model_reasons(assessment.reasons)
-    assert assessment.score == hit["points"] > 40, assessment.features
-    assert assessment.decision == RiskDecision.REVIEW
-
-
-# --- admin ----------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def merchant_client(client):
-    from django.contrib.auth import get_user_model
-
-    client.force_login(get_user_model().objects.create_superuser("merchant", "m@example.com", "pw-merchant-1"))
-    return client
-
-
-def test_admin_lists_versions_with_their_figures_and_promotes_one(merchant_client):
-    # Given an active model and a newer one in shadow
-    first = trained(activate=True)
-    second = risk_model_train(actor="test").model
-    changelist = reverse("admin:riskengine_riskmodel_changelist")
-
-    # When staff open the list
-    page = merchant_client.get(changelist).content.decode()
-
-    # Then it says which model counts and which runs in shadow, with each version's AUC
-    assert f"Model v{first.version} is active: it adds up to 60 points" in page
-    assert f"Model v{second.version} runs in shadow" in page
-    assert str(second.metrics["auc"]) in page
-
-    # When they promote the shadow one
-    response = merchant_client.post(changelist, {"action": "promote", "_selected_action": [second.pk]}, follow=True)
-
-    # Then it is active, the other retired, and the page says so
-    assert f"Model v{second.version} is active" in response.content.decode()
-    first.refresh_from_db()
-    second.refresh_from_db()
-    assert (first.mode, second.mode) == (ModelMode.RETIRED, ModelMode.ACTIVE)
-    assert second.mode_changed_by == "staff:merchant"
