@@ -145,3 +145,19 @@ def test_a_monthly_membership_keeps_the_card_and_can_be_cancelled_at_period_end(
     assert 'id="cancel-form"' in buyer.get(manage).text
     buyer.post_form(manage + "change/", {"action": "cancel", "reason": "Trying it out"})
     assert buyer.order()["subscription"]["cancel_at_period_end"] is True
+
+
+def test_a_yearly_key_with_a_free_trial_keeps_the_card_and_charges_nothing_today(demo):
+    # Given a shopper at the pay page of the demo's yearly license with 14 days free
+    buyer = shopper(demo, "trial@example.com")
+    buyer.buy("code-linter-pro-yearly")
+    assert "Start free trial" in buyer.pay_page()
+
+    # When they give the card that pays
+    answer = buyer.pay_by_card(CARD_PAYS)
+
+    # Then nothing is charged, the key is delivered, and the subscription is in its trial
+    assert answer.status_code == 200 and answer.json()["status"] == "trial_started", answer.text
+    order = buyer.wait_for_status("fulfilled")
+    assert order["total_amount"] == 0 and order["subscription"]["status"] == "trialing"
+    assert buyer.reveal_key()

@@ -84,7 +84,12 @@ def test_the_demo_seeds_a_product_with_generated_keys_and_two_activations(client
     call_command("seed_demo", stdout=tmp_path.joinpath("seed.log").open("w"))
     products = client.get("/api/products/").json()
     generated = [p for p in products if p["key_source"] == "generated"]
-    assert [(p["slug"], p["activation_limit"], p["in_stock"]) for p in generated] == [("code-linter-pro", 2, True)]
+    assert [
+        (p["slug"], p["activation_limit"], p["in_stock"], p["billing_interval"], p["trial_days"]) for p in generated
+    ] == [
+        ("code-linter-pro", 2, True, None, 0),
+        ("code-linter-pro-yearly", 2, True, "year", 14),  # a key sold by the year, with a free trial
+    ]
 
 
 @pytest.mark.django_db

@@ -80,11 +80,28 @@ DEMO_PRODUCTS = [
         "description_zh_hans": "购买时为您生成的密钥，最多可在两台电脑上激活。",
         "redemption_instructions": "Start Code Linter Pro and paste the key; it activates this computer.",
     },
+    {
+        "slug": "code-linter-pro-yearly",
+        "name": "Code Linter Pro — yearly, 14 days free",
+        "name_zh_hans": "代码检查专业版 — 按年，免费试用 14 天",
+        "kind": FulfilmentKind.LICENSE_KEY,
+        "billing_interval": BillingInterval.YEAR,
+        "trial_days": 14,
+        "price_amount": 2900,
+        "max_per_order": 1,
+        "description": "Try it **free for 14 days**; then it renews every year and your key keeps working. Cancel at "
+        "any time from the link in your emails.",
+        "description_zh_hans": "**免费试用 14 天**，之后每年自动续订，密钥持续有效。可随时通过邮件中的链接取消。",
+        "redemption_instructions": "Start Code Linter Pro and paste the key; it activates this computer.",
+    },
 ]
 MEMBERS_GROUP = "Pro Club members"
 DEMO_COUPON = {"code": "WELCOME10", "kind": CouponKind.PERCENT, "percent_off": 10, "max_uses_per_shopper": 1}
 # Products whose keys are generated at delivery, checked through the license API (fulfillment.LicensePolicy).
-GENERATED_KEYS = {"code-linter-pro": {"key_source": KeySource.GENERATED, "activation_limit": 2}}
+GENERATED_KEYS = {
+    "code-linter-pro": {"key_source": KeySource.GENERATED, "activation_limit": 2},
+    "code-linter-pro-yearly": {"key_source": KeySource.GENERATED, "activation_limit": 2},
+}
 
 
 class Command(BaseCommand):
