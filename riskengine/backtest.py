@@ -8,8 +8,11 @@ PostgreSQL over the window ending at the moment, and the lists, fraud labels, li
 history hold only what had arrived by then, so an order's own later dispute (which blocklisted its card)
 cannot decline it in the replay.
 
-A configuration is a set of rules (each active or shadow, with its points) and two thresholds: the current
-one, or one proposed in memory (nothing is stored). Read-only: no assessments, no velocity records, no rows.
+A configuration is a set of rules (each active or shadow, with its points), two thresholds and the risk models
+(the active one adds its points to the paid assessment, the one in shadow is reported): the current one, or one
+proposed in memory (nothing is stored). A model scores only orders decided after the newest decision it was
+trained on: replayed over its own training orders it would judge with hindsight. Read-only: no assessments, no
+velocity records, no rows.
 
 What a replay cannot know, and so leaves as it happened:
 - what the shop did with an order is what followed the decisions taken then: a hold a proposed configuration
@@ -25,6 +28,7 @@ simulator's, which knows every pattern).
 """
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -36,8 +40,9 @@ from orders.models import Order
 from riskengine.asof import as_of
 from riskengine.backtest_report import BacktestReport, Comparison, Outcome, comparison_build
 from riskengine.config import risk_config, risk_config_as_of
-from riskengine.models import FraudLabel, RiskAssessment, RiskDecision, RiskRule, RiskSettings, RuleMode
+from riskengine.models import FraudLabel, ModelMode, RiskAssessment, RiskDecision, RiskRule, RiskSettings, RuleMode
 from riskengine.rules import PRE_PAYMENT_TYPES, velocity_requests
+from riskengine.scoring import LoadedModel, models_in_use
 from riskengine.services import risk_evaluate
 from riskengine.signals import Signals, signals_for_order
 from riskengine.velocity import VelocityTimeline, velocity_counts_many
@@ -60,17 +65,27 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Configuration:
-    """Rules in their modes and two thresholds, as stored or proposed; `shadow_as_active` lets shadow rules
-    decide (the question a shadow rule asks)."""
+    """Rules in their modes, two thresholds and the risk models (the active one adds its points at the paid stage,
+    the one in shadow is reported), as stored or proposed; `shadow_as_active` lets shadow rules and a shadow model
+    decide (the question shadow asks)."""
 
     name: str
     rules: tuple[RiskRule, ...]
     review_threshold: int
     decline_threshold: int
     shadow_as_active: bool = False
+    models: tuple[LoadedModel, ...] = ()
 
     def evaluated_rules(self) -> list[RiskRule]:
         return [_as_active(rule) for rule in self.rules] if self.shadow_as_active else list(self.rules)
+
+    def models_at(self, moment: datetime) -> tuple[LoadedModel, ...]:
+        """The models that may score an order decided at `moment`: only those trained on decisions before it (a
+        model never judges an order it learned from: that would be hindsight), shadow ones as active if asked."""
+        usable = [m for m in self.models if m.trained_to is None or m.trained_to < moment]
+        if self.shadow_as_active:
+            usable = [dataclasses.replace(m, mode=ModelMode.ACTIVE) for m in usable]
+        return tuple(usable)
 
     def thresholds(self) -> RiskSettings:
         return RiskSettings(review_threshold=self.review_threshold, decline_threshold=self.decline_threshold)
@@ -86,10 +101,18 @@ def _as_active(rule: RiskRule) -> RiskRule:
 
 
 def configuration_build(
-    *, name: str, rules: list[RiskRule], review_threshold: int, decline_threshold: int, shadow_as_active: bool = False
+    *,
+    name: str,
+    rules: list[RiskRule],
+    review_threshold: int,
+    decline_threshold: int,
+    shadow_as_active: bool = False,
+    models: tuple[LoadedModel, ...] | None = None,
 ) -> Configuration:
-    """A configuration of these rules (in memory, never saved: each is evaluated in its own mode)."""
-    return Configuration(name, tuple(rules), review_threshold, decline_threshold, shadow_as_active)
+    """A configuration of these rules (in memory, never saved: each is evaluated in its own mode), scored with
+    `models` or, by default, with the risk models in use now (a proposal changes rules and thresholds)."""
+    models = models_in_use() if models is None else models
+    return Configuration(name, tuple(rules), review_threshold, decline_threshold, shadow_as_active, tuple(models))
 
 
 def configuration_current(*, name: str = "current", shadow_as_active: bool = False) -> Configuration:
@@ -188,12 +211,19 @@ def _replay(
         deciding = [c for c in configurations if getattr(replayed.outcomes.get(c.name), "decision", "") != "blocked"]
         with as_of(moment, shared=shared):
             snapshot = risk_config_as_of(moment, base=base)
+            models = {c.name: c.models_at(moment) if paid else () for c in deciding}
             # every configuration's counts at this moment in one batch (the as-of block keeps them)
             velocity_counts_many([r for c in deciding for r in velocity_requests(chosen[c.name], signals)])
             for configuration in deciding:  # an order refused at an earlier screen goes no further
                 name = configuration.name
                 before = replayed.outcomes.get(name)
-                verdict = risk_evaluate(signals, rules=chosen[name], thresholds=thresholds[name], config=snapshot)
+                verdict = risk_evaluate(
+                    signals,
+                    rules=chosen[name],
+                    thresholds=thresholds[name],
+                    config=dataclasses.replace(snapshot, models=models[name]),
+                    paid=bool(models[name]),  # the paid stage's features, for the models to score
+                )
                 hits = {h.rule: h.type for h in verdict.hits}
                 shadow = {h.rule: h.type for h in verdict.shadow_hits}
                 if before is not None:

@@ -13,6 +13,7 @@ or its points change.
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 
@@ -33,6 +34,7 @@ class LoadedModel:
     intercept: float = field(repr=False)
     # {"method": "sigmoid", "a": .., "b": ..} or {"method": "isotonic", "x": [..], "y": [..]}
     calibration: dict = field(repr=False)
+    trained_to: datetime | None = None  # its newest training example's decision: a backtest uses it only after
 
     def vector(self, features: dict[str, float]) -> np.ndarray:
         """The features in the model's own order; one it knows and the order lacks counts as 0."""
@@ -80,6 +82,7 @@ def model_load(row: RiskModel) -> LoadedModel:
         weights=np.asarray(p["weights"], dtype=float),
         intercept=float(p["intercept"]),
         calibration=p["calibration"],
+        trained_to=row.trained_to,
     )
 
 
