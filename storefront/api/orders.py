@@ -234,17 +234,24 @@ class OrderPaymentMethodsApi(APIView):
         )
 
 
-def _not_payable(order: Order) -> ApiError:
-    return ApiError(
-        "order_not_payable",
-        _("This order can no longer be paid."),
-        status.HTTP_409_CONFLICT,
-        order_url=reverse("order-detail", kwargs={"token": order.token}),
-    )
+PAY_REFUSALS = (OrderOutOfStock, PaymentBlocked, OrderNotPayable, CheckoutError, PaymentError)
 
 
-def _card_refused(exc: PaymentError) -> ApiError:
-    """What the shopper is told when the provider refused a card or could not be reached."""
+def _refused(exc: Exception, order: Order) -> ApiError:
+    """What the shopper is told when paying (or starting a trial) was refused, by the shop or the provider."""
+    if isinstance(exc, OrderOutOfStock):
+        return ApiError("out_of_stock", str(MESSAGES["order_sold_out"]), status.HTTP_409_CONFLICT)
+    if isinstance(exc, PaymentBlocked):
+        return ApiError("payment_blocked", str(MESSAGES["payment_blocked"]), status.HTTP_403_FORBIDDEN)
+    if isinstance(exc, OrderNotPayable):
+        return ApiError(
+            "order_not_payable",
+            _("This order can no longer be paid."),
+            status.HTTP_409_CONFLICT,
+            order_url=reverse("order-detail", kwargs={"token": order.token}),
+        )
+    if isinstance(exc, CheckoutError):  # a free trial's daily limit per mailbox, device or address
+        return ApiError("rate_limited", exc.message, status.HTTP_429_TOO_MANY_REQUESTS)
     if isinstance(exc, PaymentDeclined):
         return ApiError("payment_declined", str(exc), status.HTTP_402_PAYMENT_REQUIRED)
     if exc.status is not None and 400 <= exc.status < 500 and exc.status not in ACCOUNT_TROUBLE:
@@ -290,14 +297,8 @@ class OrderPayApi(APIView):
                 if not card_token:
                     raise ApiError("card_token_required", _("A card token is required."), status.HTTP_400_BAD_REQUEST)
                 payment = payment_confirm_card(payment=payment, card_token=card_token)
-        except OrderOutOfStock:
-            raise ApiError("out_of_stock", str(MESSAGES["order_sold_out"]), status.HTTP_409_CONFLICT) from None
-        except PaymentBlocked:
-            raise ApiError("payment_blocked", str(MESSAGES["payment_blocked"]), status.HTTP_403_FORBIDDEN) from None
-        except OrderNotPayable:
-            raise _not_payable(order) from None
-        except PaymentError as exc:
-            raise _card_refused(exc) from None
+        except PAY_REFUSALS as exc:
+            raise _refused(exc, order) from None
         if payment.status == PaymentStatus.FAILED:
             raise ApiError(
                 "payment_declined",
@@ -312,12 +313,6 @@ class OrderPayApi(APIView):
             raise ApiError("card_token_required", _("A card token is required."), status.HTTP_400_BAD_REQUEST)
         try:
             order = trial_start(order=order, card_token=card_token, channel=channel)
-        except CheckoutError as exc:
-            raise ApiError("rate_limited", exc.message, status.HTTP_429_TOO_MANY_REQUESTS) from None
-        except PaymentBlocked:
-            raise ApiError("payment_blocked", str(MESSAGES["payment_blocked"]), status.HTTP_403_FORBIDDEN) from None
-        except OrderNotPayable:
-            raise _not_payable(order) from None
-        except PaymentError as exc:
-            raise _card_refused(exc) from None
+        except PAY_REFUSALS as exc:
+            raise _refused(exc, order) from None
         return Response({"provider": "stripe", "status": "trial_started", "order_status": order.status})
