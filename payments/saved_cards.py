@@ -15,7 +15,7 @@ from orders.models import Order
 from payments.health import provider_call
 from payments.models import Payment, PaymentChannel, PaymentStatus
 from payments.providers import provider_for_channel
-from payments.providers.base import KeptCard, PaymentRequest, PaymentSnapshot
+from payments.providers.base import CardSetup, KeptCard, PaymentRequest, PaymentSnapshot
 from payments.services import payment_channel_for, payments_of
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,20 @@ def card_save(*, channel: PaymentChannel, email: str, card_token: str, key: str)
     """Keep a card for later charges on `channel`. Raises PaymentError."""
     with provider_call(channel=channel, operation="save_card"):
         return provider_for_channel(channel).save_card(email=email, card_token=card_token, idempotency_key=key)
+
+
+def card_setup_open(*, channel: PaymentChannel, email: str, order_number: str, key: str) -> CardSetup:
+    """Begin keeping a card without a charge on `channel` (the browser confirms it). Raises PaymentError."""
+    with provider_call(channel=channel, operation="open_card_setup"):
+        return provider_for_channel(channel).open_card_setup(
+            email=email, order_number=order_number, idempotency_key=key
+        )
+
+
+def card_setup_fetch(*, channel: PaymentChannel, ref: str) -> CardSetup:
+    """Where a card setup stands, with the kept card once it succeeded. Raises PaymentError."""
+    with provider_call(channel=channel, operation="fetch_card_setup"):
+        return provider_for_channel(channel).fetch_card_setup(ref=ref)
 
 
 def payment_open_on_saved_card(

@@ -18,6 +18,18 @@ class KeptCard:
     country: str = ""
 
 
+@dataclass(frozen=True)
+class CardSetup:
+    """A card being kept without a charge (Stripe's SetupIntent), which the shopper's browser confirms, with
+    3-D Secure when the bank asks; `card` once it succeeded."""
+
+    ref: str
+    status: str  # the provider's: requires_payment_method, requires_action, succeeded, canceled, ...
+    client_secret: str = ""
+    order_number: str = ""
+    card: KeptCard | None = None
+
+
 class PaymentError(Exception):
     """The provider could not do what was asked (rejected request, configuration, an error on its side).
 
@@ -188,6 +200,14 @@ class PaymentProvider(Protocol):
     def save_card(self, *, email: str, card_token: str, idempotency_key: str) -> KeptCard:
         """Keep the card behind `card_token` for later charges. NotSupported where
         the provider has no saved cards (PayPal buyers pay each period from a link)."""
+        ...
+
+    def open_card_setup(self, *, email: str, order_number: str, idempotency_key: str) -> CardSetup:
+        """Begin keeping a card without charging it (a free trial): a customer and a setup the browser confirms."""
+        ...
+
+    def fetch_card_setup(self, *, ref: str) -> CardSetup:
+        """Where a card setup stands, with the kept card once it succeeded."""
         ...
 
     def create_saved_card_payment(

@@ -165,6 +165,12 @@ class PayPalProvider:
     def save_card(self, *, email: str, card_token: str, idempotency_key: str) -> KeptCard:
         raise NotSupported("PayPal keeps no cards for the shop; renewals are paid from a link.")
 
+    def open_card_setup(self, *, email: str, order_number: str, idempotency_key: str):
+        raise NotSupported("PayPal keeps no cards for the shop; renewals are paid from a link.")
+
+    def fetch_card_setup(self, *, ref: str):
+        raise NotSupported("PayPal keeps no cards for the shop; renewals are paid from a link.")
+
     def create_saved_card_payment(self, request: PaymentRequest, *, customer_ref: str, method_ref: str):
         raise NotSupported("PayPal keeps no cards for the shop; renewals are paid from a link.")
 

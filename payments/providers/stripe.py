@@ -14,7 +14,6 @@ from django.utils import timezone
 from payments.providers.base import (
     DisputeEvidence,
     FraudSignal,
-    KeptCard,
     PaymentDeclined,
     PaymentError,
     PaymentRequest,
@@ -25,6 +24,8 @@ from payments.providers.base import (
     WebhookNotice,
     WebhookRejected,
 )
+from payments.providers.stripe_cards import EXPAND as _EXPAND
+from payments.providers.stripe_cards import StripeSavedCards
 from payments.providers.webhook_input import checked_notice, load_event
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ _STATUS = {
 }
 PAYMENT_EVENTS = {"payment_intent.succeeded", "payment_intent.payment_failed"}
 REFUND_EVENTS = {"refund.created", "refund.updated", "charge.refund.updated"}
-_EXPAND = ["latest_charge", "latest_charge.balance_transaction"]
 WEBHOOK_TOLERANCE_SECONDS = 300  # Stripe's default, applied to signatures from the past and from the future
 
 
@@ -61,7 +61,7 @@ def _proxy_for(api_base: str) -> str | None:
     return proxies.get("https") or proxies.get("all")
 
 
-class StripeProvider:
+class StripeProvider(StripeSavedCards):
     name = "stripe"
 
     def __init__(self, *, secret_key: str, webhook_secret: str, api_base: str = "", timeout: float = 10.0):
@@ -109,44 +109,6 @@ class StripeProvider:
         intent = self._call(
             lambda: self._client.v1.payment_intents.confirm(
                 ref, params={"expand": _EXPAND}, options={"idempotency_key": idempotency_key}
-            )
-        )
-        return self._snapshot(intent)
-
-    def save_card(self, *, email: str, card_token: str, idempotency_key: str) -> KeptCard:
-        customer = self._call(
-            lambda: self._client.v1.customers.create(
-                params={"email": email, "source": card_token, "expand": ["default_source"]},
-                options={"idempotency_key": idempotency_key},
-            )
-        )
-        source = customer.to_dict().get("default_source") or ""
-        if isinstance(source, str):
-            return KeptCard(customer.id, source)
-        return KeptCard(customer.id, source.get("id", ""), source.get("fingerprint") or "", source.get("country") or "")
-
-    def create_saved_card_payment(
-        self, request: PaymentRequest, *, customer_ref: str, method_ref: str
-    ) -> PaymentSnapshot:
-        params = {
-            "amount": request.amount,
-            "currency": request.currency.lower(),
-            "payment_method_types": ["card"],
-            "customer": customer_ref,
-            "payment_method": method_ref,
-            "metadata": {"order_number": request.order_number, **request.metadata},
-        }
-        intent = self._call(
-            lambda: self._client.v1.payment_intents.create(
-                params=params, options={"idempotency_key": request.idempotency_key}
-            )
-        )
-        return self._snapshot(intent)
-
-    def confirm_off_session(self, *, ref: str, idempotency_key: str) -> PaymentSnapshot:
-        intent = self._call(
-            lambda: self._client.v1.payment_intents.confirm(
-                ref, params={"off_session": True, "expand": _EXPAND}, options={"idempotency_key": idempotency_key}
             )
         )
         return self._snapshot(intent)

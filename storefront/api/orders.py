@@ -40,7 +40,7 @@ from storefront.api.order_payloads import (
 from storefront.api_errors import ApiError, error_responses
 from storefront.device import device_fingerprint
 from storefront.flow.checkout import checkout_create_order, payment_confirm_card, payment_start_for_order
-from storefront.flow.trials import trial_start
+from storefront.flow.trials import trial_card_setup, trial_start
 from storefront.parsers import JSONParser
 from storefront.ratelimit import RATE_LIMITED_MESSAGE, client_ip, client_rate_limited
 
@@ -204,6 +204,12 @@ class PayWithCardTokenSerializer(serializers.Serializer):
         r"^tok_[A-Za-z0-9_]{1,96}$", required=False, help_text="Stripe.js card token; omit for PayPal."
     )
     channel = serializers.SlugField(required=False, help_text="A channel from payment-methods; default: the best.")
+    setup_intent = serializers.RegexField(
+        r"^seti_[A-Za-z0-9_]{1,96}$",
+        required=False,
+        help_text="A free trial: the card setup the browser confirmed (Stripe.js confirmCardSetup). Without it, a "
+        "trial's order answers requires_setup with the setup's client_secret.",
+    )
 
 
 def _channel_or_404(code: str | None):
@@ -290,7 +296,7 @@ class OrderPayApi(APIView):
                 )
         card_token = data.validated_data.get("card_token", "")
         if order.trial_days:
-            return self._start_trial(order, card_token, channel)
+            return self._start_trial(order, data.validated_data.get("setup_intent", ""), channel)
         try:
             payment = payment_start_for_order(order=order, channel=channel)
             if payment.provider == "stripe":
@@ -307,12 +313,15 @@ class OrderPayApi(APIView):
             )
         return Response(payment_payload(payment))
 
-    def _start_trial(self, order: Order, card_token: str, channel: PaymentChannel | None) -> Response:
-        """A free trial: the card is kept, nothing is charged (storefront.flow.trials)."""
-        if not card_token:
-            raise ApiError("card_token_required", _("A card token is required."), status.HTTP_400_BAD_REQUEST)
+    def _start_trial(self, order: Order, setup_ref: str, channel: PaymentChannel | None) -> Response:
+        """A free trial (storefront.flow.trials): without `setup_ref`, open the card's setup for the browser to
+        confirm; with it, keep the card and start the trial. Nothing is charged."""
         try:
-            order = trial_start(order=order, card_token=card_token, channel=channel)
+            if not setup_ref:
+                setup = trial_card_setup(order=order, channel=channel)
+                opened = {"provider": "stripe", "status": "requires_setup", "client_secret": setup.client_secret}
+                return Response(opened)
+            order = trial_start(order=order, setup_ref=setup_ref, channel=channel)
         except PAY_REFUSALS as exc:
             raise _refused(exc, order) from None
         return Response({"provider": "stripe", "status": "trial_started", "order_status": order.status})

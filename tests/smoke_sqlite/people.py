@@ -107,6 +107,30 @@ class Shopper(Browser):
             self.complete_3ds(answer.json()["client_secret"], publishable_key)
         return answer
 
+    def start_trial(self, number: str) -> requests.Response:
+        """A free trial's pay page: the shop opens a card setup, Stripe.js confirms it (confirmCardSetup at
+        localstripe, as localstripe's Stripe.js posts it), then the shop keeps the card and starts the trial."""
+        page = self.pay_page()
+        publishable_key = found(r'Stripe\("([^"]+)"\)', page)
+        pay_url = f"{self.shop}/api/orders/{self.token}/pay/"
+        headers = {"X-CSRFToken": self.http.cookies.get("csrftoken", "")}
+        opened = self.http.post(pay_url, json={}, headers=headers, timeout=30)
+        assert opened.status_code == 200 and opened.json()["status"] == "requires_setup", opened.text
+        secret = opened.json()["client_secret"]
+        setup_id = found(r"^(seti_\w+?)_secret_", secret)
+        card = {"number": number, "exp_month": "12", "exp_year": "2099", "cvc": "123"}
+        confirmed = requests.post(
+            f"{self.stripe}/v1/setup_intents/{setup_id}/confirm",
+            json={
+                "key": publishable_key,
+                "client_secret": secret,
+                "payment_method_data": {"type": "card", "card": card},
+            },
+            timeout=30,
+        )
+        assert confirmed.status_code == 200 and confirmed.json()["status"] == "succeeded", confirmed.text
+        return self.http.post(pay_url, json={"setup_intent": setup_id}, headers=headers, timeout=30)
+
     def complete_3ds(self, client_secret: str, publishable_key: str, *, success: bool = True) -> None:
         """localstripe's Stripe.js confirmCardPayment: its dialog, answered 'Complete authentication'."""
         intent = found(r"^(pi_\w+?)_secret_", client_secret)

@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
+import requests
 import time_machine
 from django.contrib.auth.models import Group
 
@@ -21,10 +22,13 @@ from storefront.flow.jobs import subscriptions_housekeeping
 from tests.conftest import TEST_CARD
 from tests.factories import ProductFactory
 from tests.riskengine.test_rules import use_shipped_rules
-from tests.storefront.test_subscriptions import DECLINED, card_token, sweep
+from tests.storefront.test_subscriptions import sweep
 
 pytestmark = pytest.mark.django_db(transaction=True)
 GRACE = timedelta(days=8)
+DECLINES_LATER = "4000000000000341"  # kept without a fuss, then every charge is declined
+KEY = "pk_test_shop"  # what Stripe.js sends with its calls
+NEEDS_3DS = "4000002500003155"  # the bank asks for its check when the card is set up
 
 
 @pytest.fixture(autouse=True)
@@ -46,12 +50,34 @@ def trial_plan(db):
     )
 
 
-def start_trial(client, stripe_client, order, *, card=TEST_CARD):
-    return client.post(
-        f"/api/orders/{order.token}/pay/",
-        data=json.dumps({"card_token": card_token(stripe_client, card)}),
-        content_type="application/json",
-    )
+def confirm_setup(localstripe, client_secret: str, number: str, *, authenticate: bool = True) -> dict:
+    """What Stripe.js confirmCardSetup does at localstripe: confirm with the card, then answer the bank's check."""
+    setup_id = client_secret.split("_secret_")[0]
+    url = f"{localstripe.url}/v1/setup_intents/{setup_id}/confirm"
+    card = {"number": number, "exp_month": "12", "exp_year": "2031", "cvc": "123"}
+    answer = requests.post(
+        url,
+        json={"key": KEY, "client_secret": client_secret, "payment_method_data": {"type": "card", "card": card}},
+        timeout=30,
+    ).json()
+    if answer.get("status") == "requires_action":
+        finish = "confirm" if authenticate else "cancel"
+        answer = requests.post(
+            url.replace("/confirm", f"/{finish}"), json={"key": KEY, "client_secret": client_secret}, timeout=30
+        )
+        answer = answer.json()
+    return answer
+
+
+def start_trial(client, localstripe, order, *, card=TEST_CARD["number"], authenticate: bool = True):
+    """The trial's pay page: open the card setup, confirm it as the browser would, then start the trial."""
+    pay = f"/api/orders/{order.token}/pay/"
+    opened = client.post(pay, data={}, content_type="application/json")
+    if opened.status_code != 200:
+        return opened
+    assert opened.json()["status"] == "requires_setup", opened.content
+    setup = confirm_setup(localstripe, opened.json()["client_secret"], card, authenticate=authenticate)
+    return client.post(pay, data=json.dumps({"setup_intent": setup["id"]}), content_type="application/json")
 
 
 def test_a_trial_keeps_the_card_charges_nothing_and_delivers(
@@ -65,7 +91,7 @@ def test_a_trial_keeps_the_card_charges_nothing_and_delivers(
     assert "Start free trial" in page and "Nothing is charged today" in page and "Free trial, 14 days" in page
     assert not Payment.objects.exists()  # the pay page opened no payment: there is nothing to pay
 
-    answer = start_trial(client, stripe_client, order)
+    answer = start_trial(client, localstripe, order)
 
     assert answer.status_code == 200, answer.content
     assert answer.json()["status"] == "trial_started"
@@ -87,7 +113,7 @@ def test_a_trial_keeps_the_card_charges_nothing_and_delivers(
 def test_the_trial_converts_with_a_reminder_first_then_renews_from_its_end(
     client, localstripe, stripe_client, make_order, trial_plan, mailoutbox
 ):
-    start_trial(client, stripe_client, make_order((trial_plan, 1)))
+    start_trial(client, localstripe, make_order((trial_plan, 1)))
     subscription = Subscription.objects.get()
     trial_end = subscription.current_period_end
     mailoutbox.clear()
@@ -117,7 +143,7 @@ def test_the_trial_converts_with_a_reminder_first_then_renews_from_its_end(
 def test_a_declined_conversion_is_dunned_and_the_trial_access_ends_with_it(
     client, localstripe, stripe_client, make_order, trial_plan
 ):
-    start_trial(client, stripe_client, make_order((trial_plan, 1)), card=DECLINED)
+    start_trial(client, localstripe, make_order((trial_plan, 1)), card=DECLINES_LATER)
     subscription = Subscription.objects.get()
     trial_end = subscription.current_period_end
 
@@ -135,7 +161,7 @@ def test_a_declined_conversion_is_dunned_and_the_trial_access_ends_with_it(
 
 
 def test_one_trial_per_email_and_no_coupon_on_a_trial(client, localstripe, stripe_client, make_order, trial_plan):
-    start_trial(client, stripe_client, make_order((trial_plan, 1), email="once@example.com"))
+    start_trial(client, localstripe, make_order((trial_plan, 1), email="once@example.com"))
 
     again = make_order((trial_plan, 1), email="ONCE@example.com")
     assert (again.trial_days, again.total_amount) == (0, 900)  # subscribed before: pays from the start
@@ -151,7 +177,7 @@ def test_a_trial_the_risk_screen_declines_keeps_no_card_and_starts_nothing(
     ListEntry.objects.create(kind=ListKind.EMAIL, value="blocked@example.com", created_by="test")
     order = make_order((trial_plan, 1), email="blocked@example.com")
 
-    answer = start_trial(client, stripe_client, order)
+    answer = start_trial(client, localstripe, order)
 
     assert answer.status_code == 403 and answer.json()["error"]["code"] == "payment_blocked"
     order.refresh_from_db()
@@ -169,3 +195,46 @@ def test_admin_allows_a_trial_only_on_a_product_that_renews(admin_client):
     assert (
         refused.status_code == 200 and "Only a product that renews can have a free trial." in refused.content.decode()
     )
+
+
+def test_a_card_whose_bank_asks_for_its_check_is_kept_once_the_shopper_passes_it(
+    client, localstripe, make_order, trial_plan
+):
+    # When the bank asks for 3-D Secure as the card is set up, and the shopper passes it
+    order = make_order((trial_plan, 1), email="secure@example.com")
+    answer = start_trial(client, localstripe, order, card=NEEDS_3DS)
+
+    # Then the trial starts with that card kept
+    assert answer.status_code == 200, answer.content
+    subscription = Subscription.objects.get()
+    assert subscription.status == SubscriptionStatus.TRIALING and subscription.method_ref.startswith("pm_")
+
+
+def test_a_failed_bank_check_keeps_no_card_and_starts_nothing(client, localstripe, make_order, trial_plan):
+    # When the shopper fails the bank's check
+    order = make_order((trial_plan, 1), email="failed@example.com")
+    answer = start_trial(client, localstripe, order, card=NEEDS_3DS, authenticate=False)
+
+    # Then they are told to enter the card again, and nothing started
+    assert answer.status_code == 402 and answer.json()["error"]["code"] == "payment_declined"
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING_PAYMENT and not Subscription.objects.exists()
+
+
+def test_a_setup_of_another_order_cannot_start_this_ones_trial(client, localstripe, make_order, trial_plan):
+    # Given a card set up for one order
+    mine = make_order((trial_plan, 1), email="mine@example.com")
+    opened = client.post(f"/api/orders/{mine.token}/pay/", data={}, content_type="application/json").json()
+    setup = confirm_setup(localstripe, opened["client_secret"], TEST_CARD["number"])
+
+    # When another order presents it
+    other = make_order((trial_plan, 1), email="other@example.com")
+    answer = client.post(
+        f"/api/orders/{other.token}/pay/",
+        data=json.dumps({"setup_intent": setup["id"]}),
+        content_type="application/json",
+    )
+
+    # Then it is refused and nothing started
+    assert answer.status_code == 402
+    assert not Subscription.objects.exists()
