@@ -10,6 +10,12 @@ configuration (A), the backtest over what it left predicting A and a proposed co
 same month run live again with B on a fresh database; predicted against live, in points:
 
     .venv/bin/python tests/load/risk_figures.py --predict --seeds 1 --orders 3000 --fraud-share 0.1
+
+`--model` trains the model on the first seed's month and runs the second seed's month after it, the model in
+shadow; the backtest then says what the rules decided (against live) and what they would with the model counted
+at each of MODEL_POINTS (`model_on_second_month`):
+
+    .venv/bin/python tests/load/risk_figures.py --model --seeds 1 2 --orders 3000 --fraud-share 0.08
 """
 
 import argparse
@@ -201,11 +207,87 @@ def prediction_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+MODEL_POINTS = (30, 45, 60)  # the model's points tried on the second month (60 is its default)
+
+
+def model_on_second_month(*, seeds: tuple[int, int], orders: int, params=None) -> dict:
+    """The learnt model on a month it never saw: month 1 (seed 1) with the shipped rules alone; the model trained
+    when month 1's labels are in (disputes, warnings, reviews; good orders settled), and kept in shadow; month 2
+    (seed 2) live with the rules deciding, the model reported. Then the backtest over month 2: the rules as they
+    decided (checked against live), and the same rules with the model counted at each of MODEL_POINTS."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    import time_machine
+    from django.conf import settings
+
+    from devtools.simulate import PopulationParams, simulate_month
+    from riskengine.backtest import backtest_compare, configuration_build, configuration_current
+    from riskengine.learning import risk_model_train
+    from riskengine.models import ModelMode
+
+    params = params or PopulationParams()
+    simulation_on_fresh_database(seed=seeds[0], orders=orders, params=params)
+    second_start = params.start + timedelta(days=params.days + settings.RISK_MODEL_SETTLE_DAYS + 1)
+    trained_at = second_start - timedelta(hours=1)
+    with time_machine.travel(trained_at, tick=False):
+        training = risk_model_train(actor="bench", now=trained_at)
+    if training.model is None:
+        return {"seeds": seeds, "orders": orders, "trained": training.message}
+    month_2 = replace(params, start=second_start)
+    second = simulate_month(seed=seeds[1], orders=orders, params=month_2)
+    truth, patterns = _truth_and_patterns(second)
+    rules = configuration_current(name="rules")
+    (shadow,) = [m for m in rules.models if m.mode == ModelMode.SHADOW]
+    with_model = [
+        configuration_build(
+            name=f"rules + model at {points}",
+            rules=list(rules.rules),
+            review_threshold=rules.review_threshold,
+            decline_threshold=rules.decline_threshold,
+            models=(replace(shadow, mode=ModelMode.ACTIVE, points=points),),
+        )
+        for points in MODEL_POINTS
+    ]
+    window = {"start": second_start - timedelta(days=1), "end": second_start + timedelta(days=params.days + 1)}
+    comparison = backtest_compare(configurations=[rules, *with_model], truth=truth, patterns=patterns, **window)
+    return {
+        "seeds": seeds,
+        "orders": orders,
+        "trained": training.message,
+        "live_rules": _live(second.report),
+        "predicted": {c.name: _predicted(comparison.figures(c.name)) for c in [rules, *with_model]},
+        "patterns": {
+            c.name: {p: g.caught_rate for p, g in comparison.figures(c.name).patterns.items() if g.fraud}
+            for c in [rules, *with_model]
+        },
+    }
+
+
+def model_table(result: dict) -> str:
+    if "live_rules" not in result:
+        return f"Model on a second month (seeds {result['seeds']}): {result['trained']}"
+    lines = [
+        f"Model on a second month: trained on seed {result['seeds'][0]}, decided seed {result['seeds'][1]}, "
+        f"{result['orders']} orders each. {result['trained']}",
+        f"{'configuration':<30}" + "".join(f"{figure:>20}" for figure in FIGURES),
+        f"{'rules, live':<30}" + "".join(f"{result['live_rules'][f] * 100:>19.2f}%" for f in FIGURES),
+    ]
+    for name, figures in result["predicted"].items():
+        lines.append(f"{name + ', backtest':<30}" + "".join(f"{figures[f] * 100:>19.2f}%" for f in FIGURES))
+    patterns = sorted({p for found in result["patterns"].values() for p in found})
+    lines.append(f"{'caught per pattern':<30}" + "".join(f"{p:>18}" for p in patterns))
+    for name, found in result["patterns"].items():
+        lines.append(f"{name:<30}" + "".join(f"{(found.get(p) or 0) * 100:>17.1f}%" for p in patterns))
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--orders", type=int, default=11_000)
     parser.add_argument("--predict", action="store_true", help="Backtest prediction against live (A and B).")
+    parser.add_argument("--model", action="store_true", help="The model trained on seed 1, deciding seed 2.")
     parser.add_argument("--fraud-share", type=float, default=None, help="Fraudulent share of orders (0.03).")
     parser.add_argument("--patterns-out", type=Path, default=None, help="Write order number -> pattern (JSON).")
     parser.add_argument("--json-out", type=Path, default=None, help="Write the prediction figures (JSON).")
@@ -236,7 +318,9 @@ def main() -> None:
         call_command("migrate", verbosity=0)
         params = PopulationParams() if args.fraud_share is None else PopulationParams(fraud_share=args.fraud_share)
         results = []
-        for seed in args.seeds:
+        if args.model:
+            print(model_table(model_on_second_month(seeds=tuple(args.seeds[:2]), orders=args.orders, params=params)))
+        for seed in args.seeds if not args.model else ():
             if not args.predict:
                 print(report_table(month_on_fresh_database(seed=seed, orders=args.orders, params=params)), flush=True)
                 continue
