@@ -5,27 +5,38 @@ import logging
 import urllib.parse
 import urllib.request
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 
 import requests
 import stripe
-from django.utils import timezone
 
 from payments.providers.base import (
     DisputeEvidence,
-    FraudSignal,
     PaymentDeclined,
     PaymentError,
     PaymentRequest,
     PaymentSnapshot,
     ProviderUnavailable,
-    RefundNotice,
     RefundResult,
     WebhookNotice,
     WebhookRejected,
 )
 from payments.providers.stripe_cards import EXPAND as _EXPAND
 from payments.providers.stripe_cards import StripeSavedCards
+from payments.providers.stripe_events import (
+    attempt_ref,
+    charge_fee,
+    charge_signals,
+    failed_card,
+    fraud_signal,
+    minor_units,
+    object_ref,
+    refund_from_charge,
+    refund_notice,
+    signature_verify,
+    text_of,
+    timestamp_of,
+)
 from payments.providers.webhook_input import checked_notice, load_event
 
 logger = logging.getLogger(__name__)
@@ -41,7 +52,6 @@ _STATUS = {
 }
 PAYMENT_EVENTS = {"payment_intent.succeeded", "payment_intent.payment_failed"}
 REFUND_EVENTS = {"refund.created", "refund.updated", "charge.refund.updated"}
-WEBHOOK_TOLERANCE_SECONDS = 300  # Stripe's default, applied to signatures from the past and from the future
 
 
 def _session() -> requests.Session:
@@ -161,7 +171,7 @@ class StripeProvider(StripeSavedCards):
             raise WebhookRejected("missing Stripe-Signature header")
         if not self._webhook_secret:
             raise WebhookRejected("this channel has no webhook secret configured")
-        _verify_signature(payload, signature, self._webhook_secret)
+        signature_verify(payload, signature, self._webhook_secret)
         data = load_event(payload)
         event_id, event_type = data.get("id"), data.get("type")
         if not isinstance(event_id, str) or not isinstance(event_type, str):
@@ -175,7 +185,7 @@ class StripeProvider(StripeSavedCards):
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, OSError) as exc:
             raise WebhookRejected(f"{event_type[:100]} could not be read") from exc
         with contextlib.suppress(TypeError, ValueError, OverflowError, OSError):  # for the lag metric only: an odd
-            notice = replace(notice, sent_at=_timestamp(data.get("created")))  # value is left out, not refused
+            notice = replace(notice, sent_at=timestamp_of(data.get("created")))  # value is left out, not refused
         return checked_notice(notice)
 
     def _notice(self, event_id: str, event_type: str, obj: dict) -> WebhookNotice:
@@ -185,10 +195,10 @@ class StripeProvider(StripeSavedCards):
                 raise WebhookRejected("payment event without a payment intent")
             payment = self._snapshot_from_dict(obj)
         elif event_type == "charge.refunded":
-            refund = _refund_from_charge(obj)
+            refund = refund_from_charge(obj)
         elif event_type in REFUND_EVENTS:
-            refund = _refund_notice(obj)
-        fraud = _fraud_signal(event_type, obj)
+            refund = refund_notice(obj)
+        fraud = fraud_signal(event_type, obj)
         return WebhookNotice(event_id=event_id, event_type=event_type, payment=payment, fraud=fraud, refund=refund)
 
     def _call(self, fn):
@@ -222,7 +232,7 @@ class StripeProvider(StripeSavedCards):
         last_error = obj.get("last_payment_error") or {}
         if raw_status == "requires_payment_method" and last_error:
             status = "failed"
-        amount = _minor_units(obj.get("amount"))
+        amount = minor_units(obj.get("amount"))
         received = obj.get("amount_received")
         if received is None:  # localstripe omits it; a succeeded intent received its amount
             received = amount if raw_status == "succeeded" else 0
@@ -233,194 +243,17 @@ class StripeProvider(StripeSavedCards):
             ref=obj["id"],
             status=status,
             amount=amount,
-            amount_received=_minor_units(received),
+            amount_received=minor_units(received),
             currency=(obj.get("currency") or "").upper(),
             client_secret=obj.get("client_secret") or "",
-            capture_ref=_text(charge.get("id"))[:100],
+            capture_ref=text_of(charge.get("id"))[:100],
             failure_message=(last_error.get("message") or "")[:300],
             order_number=((obj.get("metadata") or {}).get("order_number") or ""),
-            attempt_ref=_attempt_ref(obj, last_error),
-            fee=_charge_fee(charge),
-            refunded_amount=_minor_units(charge.get("amount_refunded")),
-            created_at=_timestamp(created),
-            customer_ref=_ref(obj.get("customer")),
-            method_ref=_ref(obj.get("payment_method")),
-            **(charge_signals(charge or None) or _failed_card(last_error)),
+            attempt_ref=attempt_ref(obj, last_error),
+            fee=charge_fee(charge),
+            refunded_amount=minor_units(charge.get("amount_refunded")),
+            created_at=timestamp_of(created),
+            customer_ref=object_ref(obj.get("customer")),
+            method_ref=object_ref(obj.get("payment_method")),
+            **(charge_signals(charge or None) or failed_card(last_error)),
         )
-
-
-def _ref(value) -> str:
-    """An object's id, whether Stripe sent the id or the expanded object."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return _text(value)[:100]
-
-
-def _verify_signature(payload: bytes, header: str, secret: str) -> None:
-    """Stripe's HMAC over the timestamp and the body, made within the tolerance of now, before or after.
-
-    The SDK refuses a signature older than the tolerance; one dated later than the tolerance is refused
-    here, so a signed event cannot be held back and replayed after its time.
-    """
-    try:
-        stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS)
-    except stripe.SignatureVerificationError as exc:
-        raise WebhookRejected("signature verification failed") from exc
-    except ValueError as exc:  # the body is not UTF-8
-        raise WebhookRejected("payload is not valid JSON") from exc
-    if abs(_signed_at(header) - timezone.now().timestamp()) > WEBHOOK_TOLERANCE_SECONDS:
-        raise WebhookRejected("signature timestamp outside the tolerance")
-
-
-def _signed_at(header: str) -> int:
-    """The time the SDK checked the signature with, read by its rule: the first t= element."""
-    return int(next(parts[1] for parts in (item.split("=", 2) for item in header.split(",")) if parts[0] == "t"))
-
-
-def _whole_number(value) -> int:
-    """An integer as Stripe sends it, or as localstripe echoes one it was given form-encoded: "1500".
-
-    Anything else (a fraction, "NaN", a boolean, a list) is refused with TypeError or ValueError.
-    """
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
-        return int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"expected an integer, not {type(value).__name__}")
-    return value
-
-
-def _minor_units(value) -> int:
-    """An amount: a whole count of minor units (absent: 0)."""
-    return 0 if value is None else _whole_number(value)
-
-
-def _timestamp(value) -> datetime | None:
-    """A Unix time (absent or 0: None)."""
-    return datetime.fromtimestamp(_whole_number(value), UTC) if value else None
-
-
-def _text(value) -> str:
-    """An id as Stripe sends it: a string (absent: ""). An object or a number in its place is refused."""
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise TypeError(f"an id must be a string, not {type(value).__name__}")
-    return value
-
-
-def _charge_fee(charge: dict) -> int | None:
-    txn = charge.get("balance_transaction")
-    if isinstance(txn, dict) and txn.get("fee") is not None:
-        return _minor_units(txn["fee"])
-    return None
-
-
-def _attempt_ref(intent: dict, last_error: dict) -> str:
-    charge = last_error.get("charge") or intent.get("latest_charge") or ""
-    return (charge.get("id", "") if isinstance(charge, dict) else str(charge))[:100]
-
-
-def _failed_card(last_error: dict) -> dict:
-    """The declined card (last_payment_error.payment_method), so card testing is counted per card."""
-    card = ((last_error.get("payment_method") or {}).get("card")) or {}
-    if not card:
-        return {}
-    return {"card_fingerprint": (card.get("fingerprint") or "")[:64], "card_country": (card.get("country") or "")[:2]}
-
-
-def _refund_from_charge(charge: dict) -> RefundNotice:
-    """charge.refunded: the newest refund on the charge, and the charge's refunded total."""
-    refunds = ((charge.get("refunds") or {}).get("data")) or []
-    latest = refunds[0] if refunds and isinstance(refunds[0], dict) else {}
-    if not charge.get("id") or not latest.get("id"):
-        raise WebhookRejected("charge.refunded without a charge or a refund")
-    return RefundNotice(
-        ref=latest["id"],
-        payment_ref=_text(charge.get("payment_intent")),
-        capture_ref=charge["id"],
-        amount=_minor_units(latest.get("amount")),
-        currency=(latest.get("currency") or charge.get("currency") or "").upper(),
-        status=latest.get("status") or "succeeded",
-        payment_refunded_total=_minor_units(charge.get("amount_refunded")),
-    )
-
-
-def _refund_notice(refund: dict) -> RefundNotice:
-    if refund.get("object") != "refund" or not refund.get("id"):
-        raise WebhookRejected("refund event without a refund")
-    return RefundNotice(
-        ref=refund["id"],
-        payment_ref=_text(refund.get("payment_intent")),
-        capture_ref=_text(refund.get("charge")),
-        amount=_minor_units(refund.get("amount")),
-        currency=(refund.get("currency") or "").upper(),
-        status=refund.get("status") or "pending",
-    )
-
-
-_FRAUD_EVENTS = {
-    "charge.dispute.created": "dispute",
-    "charge.dispute.closed": "dispute_closed",
-    "radar.early_fraud_warning.created": "early_fraud_warning",
-    "review.opened": "review_opened",
-    "review.closed": "review_closed",
-}
-
-
-def _fraud_signal(event_type: str, obj: dict) -> FraudSignal | None:
-    kind = _FRAUD_EVENTS.get(event_type)
-    if kind is None:
-        return None
-    payment_ref = obj.get("payment_intent") or ""
-    if not isinstance(payment_ref, str) or not payment_ref:
-        raise WebhookRejected(f"{event_type} without a payment intent")
-    reason = obj.get("reason") or obj.get("fraud_type") or obj.get("closed_reason") or ""
-    fraud = not (kind == "review_closed" and obj.get("closed_reason") in ("approved", "refunded", "disputed"))
-    if kind == "dispute_closed":
-        fraud = obj.get("status") != "won"
-    due_by = ((obj.get("evidence_details") or {}).get("due_by")) if kind.startswith("dispute") else None
-    is_dispute = obj.get("object") == "dispute"
-    return FraudSignal(
-        kind=kind,
-        payment_ref=payment_ref,
-        capture_ref=_text(obj.get("charge"))[:100],
-        reason=str(reason)[:100],
-        fraud=fraud,
-        dispute_ref=_text(obj.get("id")) if is_dispute else "",
-        amount=_minor_units(obj.get("amount")) if is_dispute else 0,
-        currency=(obj.get("currency") or "").upper() if is_dispute else "",
-        status=str(obj.get("status") or "") if is_dispute else "",
-        due_by=_timestamp(due_by),
-    )
-
-
-def charge_signals(charge) -> dict:
-    """Card and Radar facts from an expanded charge. Missing fields mean "not assessed", never an error."""
-    if not isinstance(charge, dict):
-        return {}
-    card = (charge.get("payment_method_details") or {}).get("card") or {}
-    outcome = charge.get("outcome") or {}
-    three_d = card.get("three_d_secure") or {}
-    billing = ((charge.get("billing_details") or {}).get("address") or {}).get("country") or ""
-    radar = {}
-    if outcome:
-        radar = {
-            "outcome_type": outcome.get("type") or "",
-            "risk_level": outcome.get("risk_level") or "",
-            "risk_score": outcome.get("risk_score"),
-            "rule": (outcome.get("rule") or {}).get("id", "")
-            if isinstance(outcome.get("rule"), dict)
-            else outcome.get("rule") or "",
-            "seller_message": outcome.get("seller_message") or "",
-        }
-    if three_d:
-        radar["three_d_secure"] = {
-            "result": three_d.get("result") or "",
-            "liability_shift": three_d.get("result") in ("authenticated", "attempt_acknowledged"),
-        }
-    return {
-        "card_fingerprint": (card.get("fingerprint") or "")[:64],
-        "card_country": (card.get("country") or "")[:2].upper(),
-        "billing_country": billing[:2].upper(),
-        "radar": radar,
-    }

@@ -22,7 +22,7 @@ from orders.models import Order, OrderEvent, OrderStatus
 from payments.models import Payment
 from payments.providers import provider_for_channel
 from payments.providers.base import PaymentSnapshot
-from payments.providers.stripe import charge_signals
+from payments.providers.stripe_events import charge_signals
 from riskengine import velocity
 from riskengine.defaults import shipped_rules_install
 from riskengine.models import (
