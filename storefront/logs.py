@@ -21,6 +21,8 @@ from contextvars import ContextVar, Token
 from celery.signals import before_task_publish, task_postrun, task_prerun
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
+from storefront.scrub import scrub_text
+
 REQUEST_ID_HEADER = "X-Request-ID"
 # What a request id from outside may look like: no spaces, quotes or control characters to forge a log line with.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{8,128}")
@@ -80,6 +82,19 @@ class LogContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         record.order_ref = order_ref_var.get()
+        return True
+
+
+class ScrubFilter(logging.Filter):
+    """Blanks card numbers, emails, keys and tokens in the message (storefront.scrub), for the loggers whose
+    messages quote what a client sent: Django's "Not Found: /path" and "Unauthorized: /path" lines carry the path
+    as the client wrote it, with an order page's token or whatever digits a caller put there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = scrub_text(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
         return True
 
 

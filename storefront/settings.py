@@ -461,7 +461,10 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "storefront.logs.LogContextFilter"}},
+    "filters": {
+        "context": {"()": "storefront.logs.LogContextFilter"},
+        "scrub": {"()": "storefront.logs.ScrubFilter"},  # paths quoted in Django's request lines
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "storefront.logs.JsonFormatter"},
@@ -474,7 +477,12 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "django.request": {"filters": ["scrub"]},
+        "django.server": {"filters": ["scrub"]},
+        "django.security": {"filters": ["scrub"]},
+    },
 }
 # The Celery worker logs through the handler above (JSON, request id and order) instead of replacing it with its own.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -10,7 +10,7 @@ from django.test import Client
 from devtools.localstripe_process import localstripe_start
 from orders.cart import CartLine
 from storefront.flow.checkout import checkout_create_order
-from storefront.sentry import luhn_valid
+from storefront.scrub import luhn_valid
 from storefront.twofactor.policy import second_factor_required
 from tests.factories import DJANGO_FORCE_LOGIN, sign_in_verified
 

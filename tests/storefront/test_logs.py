@@ -206,3 +206,18 @@ def test_a_task_run_eagerly_keeps_the_callers_context(make_order, context_seen_b
         request_id_var.reset(token)
 
     assert context_seen_by_tasks == [(fill_backorders.name, "req-eager-000001", order.number)]
+
+
+@pytest.mark.django_db
+def test_a_path_a_caller_filled_with_a_card_number_or_a_token_is_blanked_in_the_request_line(caplog):
+    # Given requests whose paths hold a card number and an order page's token (schemathesis once sent the first)
+    card, token = "4242424242424242", "Zx81kQ2vN7pLm4Rt9Yw3Hc6Bd5Fg0Js2Ku8Ae1Tq7Vo"
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        Client().post(f"/api/v1/merchant/licenses/{card}/reset-activations")
+        Client().get(f"/order/{token}/")
+
+    # Then Django's request lines say what happened, without either
+    lines = [record.getMessage() for record in caplog.records if record.name == "django.request"]
+    assert any(line.startswith("Unauthorized: /api/v1/merchant/licenses/") for line in lines), lines
+    assert any(line.startswith("Not Found: /order/") for line in lines), lines
+    assert not [line for line in lines if card in line or token in line]

@@ -9,7 +9,8 @@ from django.conf import settings
 from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.django import DjangoIntegration
 
-from storefront.sentry import FILTERED, scrub_breadcrumb, scrub_event, scrub_text, sentry_init, sentry_options
+from storefront.scrub import FILTERED, scrub_text
+from storefront.sentry import scrub_breadcrumb, scrub_event, sentry_init, sentry_options
 from tests.storefront.test_settings import production_env
 
 CARD = "4242 4242 4242 4242"
