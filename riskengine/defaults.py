@@ -1,4 +1,4 @@
-"""The rules and thresholds a new shop starts with: what migrations 0003, 0008, 0010 and 0011 leave in a fresh
+"""The rules and thresholds a new shop starts with: what migrations 0003, 0008, 0010, 0011 and 0012 leave in a fresh
 database (tests/riskengine/test_rules_v2.py checks the two agree). Tests, the simulator and the e2e shop put them back
 after a flush or an edit with `shipped_rules_install`."""
 
@@ -93,9 +93,11 @@ SHIPPED_RULES = [
     (
         "Radar risk score",
         "radar",
-        {"score_from": 30, "score_to": 90},
+        {"score_from": 25, "score_to": 90},
         45,
-        "Points rise with Stripe Radar's risk score from 30 (none) to 90 (all); 'elevated' alone does not hold.",
+        "Points rise with Stripe Radar's risk score from 25 (none) to 90 (all); 'elevated' alone does not hold. "
+        "From 25, a stolen card's middling score adds up with a weak signal or two to a hold; an honest low "
+        "score adds nothing.",
     ),
     (
         "Returning customer with a clean history",

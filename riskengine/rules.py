@@ -11,7 +11,7 @@ Parameters per type (RiskRule.params), with defaults:
 - linked_fraud: {"hops": 2, "weights": {"email": 1, "device": 1, "card": 1, "ip": 0.3}, "second_hop": 0.6}
   (the rule's points times the strongest link's weight: an IP is shared by offices and carriers, so a link
   through it alone weighs little and never declines)
-- radar: {"levels": ["elevated"]} or {"score_from": 30, "score_to": 90}: the rule's points when Radar's
+- radar: {"levels": ["elevated"]} or {"score_from": 25, "score_to": 90}: the rule's points when Radar's
   risk level is listed; with score_from (and no levels unless given), points rising with Radar's risk_score
   from score_from to score_to. Radar's manual_review holds and highest declines regardless (see services).
 - email_pattern: {"skip_disposable": true}  a made-up mailbox name (see looks_made_up)

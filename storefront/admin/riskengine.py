@@ -54,6 +54,7 @@ PARAM_SPECS: dict[str, dict[str, tuple]] = {
     RuleType.EMAIL_PATTERN: {"skip_disposable": ("bool",)},
     RuleType.AMOUNT_VS_PRODUCT: {"days": ("int", 1, 365)},
     RuleType.TRUSTED_CUSTOMER: {"min_days": ("int", 0, 365)},
+    RuleType.COUPON_ABUSE: {"threshold": ("int", 1), "days": ("int", 1, 365)},
 }
 
 

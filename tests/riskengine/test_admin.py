@@ -271,3 +271,12 @@ def test_backtest_action_shows_which_decisions_the_selected_rules_would_change(
     rule.refresh_from_db()
     assert rule.mode == RuleMode.SHADOW
     assert RiskAssessment.objects.get(order=order, stage="paid").decision == "approve"
+
+
+def test_every_shipped_rule_can_be_saved_again_in_admin_as_it_ships():
+    # Every rule a new shop starts with passes the admin's parameter check, so a merchant can edit its points
+    from riskengine.defaults import SHIPPED_RULES
+    from storefront.admin.riskengine import rule_params_errors
+
+    refused = {name: rule_params_errors(type_, params) for name, type_, params, _, _ in SHIPPED_RULES}
+    assert {name: errors for name, errors in refused.items() if errors} == {}

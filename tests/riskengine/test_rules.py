@@ -763,7 +763,7 @@ def test_radar_normal_or_not_assessed_is_approved_and_delivered(stocked, payload
         (
             "charge_radar_manual_review.json",
             [
-                "Stripe Radar risk score 41 (counts from 30, in full at 90)",
+                "Stripe Radar risk score 41 (counts from 25, in full at 90)",
                 "Stripe Radar manual review: held for review",
             ],
         ),
@@ -797,7 +797,7 @@ def test_radar_elevated_alone_counts_its_score_and_releases(stocked, django_capt
     # Then the score counts in proportion and the key is delivered
     assessment = order.risk_assessments.get(stage="paid")
     assert [r["reason"] for r in assessment.reasons if "Radar" in r["reason"]] == [
-        "Stripe Radar risk score 67 (counts from 30, in full at 90)"
+        "Stripe Radar risk score 67 (counts from 25, in full at 90)"
     ]
     assert assessment.decision == RiskDecision.APPROVE
     assert order.status == OrderStatus.FULFILLED

@@ -62,6 +62,7 @@ def test_the_shipped_defaults_are_what_the_migrations_leave_in_a_new_database():
     RiskSettings.objects.update_or_create(pk=1, defaults={"review_threshold": 40, "decline_threshold": 80})
     importlib.import_module("riskengine.migrations.0010_rules_v3").forwards(django_apps, None)
     importlib.import_module("riskengine.migrations.0011_coupon_rule").forwards(django_apps, None)
+    importlib.import_module("riskengine.migrations.0012_rules_v4").forwards(django_apps, None)
 
     # Then the rules are exactly riskengine.defaults (what tests, the simulator and the e2e shop install)
     made = {(r.name, r.type, json.dumps(r.params, sort_keys=True), r.points) for r in RiskRule.objects.all()}
@@ -90,6 +91,26 @@ def test_a_default_the_merchant_changed_is_kept_by_the_new_defaults():
         45,
         80,
     )
+
+
+def test_the_v4_defaults_count_radar_from_25_unless_the_merchant_changed_the_rule():
+    v4 = importlib.import_module("riskengine.migrations.0012_rules_v4")
+    # Given the Radar rule as 0010 left it, when 0012 runs, then it counts from 25; and back again
+    radar, _ = RiskRule.objects.update_or_create(
+        name="Radar risk score", defaults={"type": "radar", "params": {"score_from": 30, "score_to": 90}, "points": 45}
+    )
+    v4.forwards(django_apps, None)
+    radar.refresh_from_db()
+    assert (radar.params, radar.points) == ({"score_from": 25, "score_to": 90}, 45)
+    v4.backwards(django_apps, None)
+    radar.refresh_from_db()
+    assert (radar.params, radar.points) == ({"score_from": 30, "score_to": 90}, 45)
+
+    # Given a merchant who made it count from 35, when 0012 runs, then their rule is left as they made it
+    RiskRule.objects.filter(pk=radar.pk).update(params={"score_from": 35, "score_to": 90})
+    v4.forwards(django_apps, None)
+    radar.refresh_from_db()
+    assert radar.params == {"score_from": 35, "score_to": 90}
 
 
 @pytest.mark.parametrize(
@@ -191,7 +212,7 @@ def test_a_link_to_fraud_through_a_shared_device_weighs_in_full(product, django_
     assert decision(order) == RiskDecision.REVIEW
 
 
-@pytest.mark.parametrize(("score", "points"), [(20, 0), (30, 0), (40, 8), (66, 27), (90, 45), (99, 45)])
+@pytest.mark.parametrize(("score", "points"), [(20, 0), (25, 0), (30, 3), (40, 10), (66, 28), (90, 45), (99, 45)])
 def test_radars_risk_score_counts_in_proportion(product, score, points, django_capture_on_commit_callbacks):
     order = paid(product, new_shopper(), django_capture_on_commit_callbacks, radar={"risk_score": score})
 
@@ -213,6 +234,32 @@ def test_radar_elevated_alone_does_not_hold_a_first_time_buyer(product, django_c
     held = paid(product, stranger, django_capture_on_commit_callbacks, radar=elevated, card_country="US")
     assert decision(held) == RiskDecision.REVIEW
     assert {"The mailbox name looks made up", "IP country GB differs from card country US"} <= set(reasons(held))
+
+
+def test_a_middling_radar_score_adds_up_with_a_made_up_mailbox_to_a_hold(product, django_capture_on_commit_callbacks):
+    # Given a first-time buyer with a made-up mailbox (35 points) whose payment Radar scores 47: 15 points
+    # counted from 25 (from 30 it was 13, and the order went through)
+    order = paid(
+        product,
+        new_shopper(email=f"x7kq{uuid.uuid4().hex[:8]}@gmail.com"),
+        django_capture_on_commit_callbacks,
+        radar={"risk_score": 47},
+    )
+
+    # Then together they reach the review threshold: the order is held, saying both
+    assert decision(order) == RiskDecision.REVIEW
+    assert {"The mailbox name looks made up", "Stripe Radar risk score 47 (counts from 25, in full at 90)"} <= set(
+        reasons(order)
+    )
+
+    # While the same mailbox with an honest payment's low score goes through
+    calm = paid(
+        product,
+        new_shopper(email=f"x7kq{uuid.uuid4().hex[:8]}@gmail.com"),
+        django_capture_on_commit_callbacks,
+        radar={"risk_score": 12},
+    )
+    assert decision(calm) == RiskDecision.APPROVE
 
 
 # --- made-up mailboxes, baskets, returning customers, shared IPs ----------------------------------------------
