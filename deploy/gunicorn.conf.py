@@ -40,6 +40,7 @@ max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 0)
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "").strip() or "127.0.0.1"
 accesslog = "-"
 errorlog = "-"
+logger_class = "storefront.gunicorn_logging.ScrubbedAccessLogger"  # access lines without tokens or card numbers
 # The heartbeat file of each worker in memory, not on a disk (or an overlay file system) that may stall.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 

@@ -111,10 +111,11 @@ def _subscription_licenses(subscription_id: int):
     return License.objects.filter(key__order_line__order__subscription_id=subscription_id)
 
 
-def licenses_extend_for_subscription(*, subscription_id: int, until) -> int:
-    """A subscription's period was paid (or given): the keys its first order delivered work until `until`.
-    A license the merchant disabled stays disabled; a revoked key stays revoked (its status says so first)."""
-    return _subscription_licenses(subscription_id).update(expires_at=until)
+def licenses_extend_for_subscription(*, subscription_id: int, until, other_than_line: int | None = None) -> int:
+    """A subscription's period was paid (or given): the keys its first order delivered (those of lines other than
+    `other_than_line`) work until `until`; how many. A license the merchant disabled stays disabled; a revoked
+    key stays revoked (its status says so first)."""
+    return _subscription_licenses(subscription_id).exclude(key__order_line_id=other_than_line).update(expires_at=until)
 
 
 def licenses_expire_for_subscription(*, subscription_id: int, now) -> int:

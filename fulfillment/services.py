@@ -46,28 +46,36 @@ except ImportError:  # no S3 support installed
 
 def _deliver_line(line: OrderLine, now, *, first_time: bool) -> None:
     if line.kind == FulfilmentKind.LICENSE_KEY and not line.product.is_reusable_key:
-        filled = set() if first_time else set(line.license_keys.values_list("unit_index", flat=True))
-        missing = [i for i in range(line.quantity) if i not in filled]
-        policy = policy_for_product(line.product)  # generated keys, license tracking (fulfillment.licenses)
-        subscription = line.order.subscription if line.order.subscription_id else None
-        if subscription is not None and line.order.subscription_period > 1:
-            # a renewal: the keys its first period delivered keep working one period more, no new key
-            licenses_extend_for_subscription(
-                subscription_id=subscription.pk, until=subscription_access_until(subscription)
-            )
-        elif policy is not None and policy.key_source == KeySource.GENERATED:
-            keys_generate_for_line(line=line, units=missing, pattern=policy.pattern, now=now)
-        elif keys_claim_for_line(line=line, units=missing) < len(missing):
+        if not _deliver_keys(line, now, first_time=first_time):
             return
-        if policy is not None and policy.tracked and not (subscription and line.order.subscription_period > 1):
-            until = subscription_access_until(subscription) if subscription is not None else None
-            licenses_create_for_line(line=line, policy=policy, now=now, expires_at=until)
     elif line.kind == FulfilmentKind.SERVICE:
         line.booking_reference = line.booking_reference or "BK-" + secrets.token_hex(4).upper()
     elif line.kind == FulfilmentKind.MEMBERSHIP:
         membership_grant(line=line, now=now)
     line.delivered_at = now
     line.save(update_fields=["delivered_at", "booking_reference"])
+
+
+def _deliver_keys(line: OrderLine, now, *, first_time: bool) -> bool:
+    """The line's keys: generated or claimed from the pool (False: the pool ran out, the line waits), tracked as
+    licenses when the policy says so. A later order of a key sold by period (a renewal, or the first charge
+    after a free trial) gets no key: the keys its subscription's first order delivered work one period more."""
+    policy = policy_for_product(line.product)  # generated keys, license tracking (fulfillment.licenses)
+    subscription = line.order.subscription if line.order.subscription_id else None
+    until = subscription_access_until(subscription) if subscription is not None else None
+    if subscription is not None and licenses_extend_for_subscription(
+        subscription_id=subscription.pk, until=until, other_than_line=line.pk
+    ):
+        return True
+    filled = set() if first_time else set(line.license_keys.values_list("unit_index", flat=True))
+    missing = [i for i in range(line.quantity) if i not in filled]
+    if policy is not None and policy.key_source == KeySource.GENERATED:
+        keys_generate_for_line(line=line, units=missing, pattern=policy.pattern, now=now)
+    elif keys_claim_for_line(line=line, units=missing) < len(missing):
+        return False
+    if policy is not None and policy.tracked:
+        licenses_create_for_line(line=line, policy=policy, now=now, expires_at=until)
+    return True
 
 
 @transaction.atomic

@@ -16,6 +16,9 @@ MESSAGES = {
     "order_sold_out": _("Sorry, part of this order sold out before payment. Please start a new order."),
     "payment_declined": _("Your payment was declined: %(reason)s"),
     "payment_unavailable": _("Payment is unavailable right now; please try again in a moment."),
+    "trial_used": _(
+        "This email or card has had a free trial of this product already. Check out again to subscribe without one."
+    ),
     "coupon_with_trial": _("A free trial takes no coupon; remove the coupon to start the trial."),
     "one_subscription_per_order": _("A subscription is bought on its own order; please check it out separately."),
     "order_too_large": _("This order is too large for one payment; please split it into smaller orders."),

@@ -12,9 +12,11 @@ from datetime import datetime, timedelta
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from catalog.models import BillingInterval
+from orders.mailbox import email_key
 from orders.models import (
     Order,
     OrderEventType,
@@ -45,12 +47,21 @@ def subscription_access_until(subscription: Subscription) -> datetime:
 
 
 def trial_days_offered(*, product, email: str) -> int:
-    """The free trial a checkout of `product` by `email` gets: the product's, once per email (an address that
-    subscribed to it before, trial or not, pays from the start)."""
+    """The free trial a checkout of `product` by `email` gets: the product's, once per mailbox (an address that
+    subscribed to it before, however written, trial or not, pays from the start). Checked again, locked, when
+    the trial starts (`trial_taken`)."""
     if not product.billing_interval or not product.trial_days:
         return 0
-    subscribed_before = Subscription.objects.filter(product=product, email__iexact=email.strip()).exists()
-    return 0 if subscribed_before else product.trial_days
+    return 0 if trial_taken(product_id=product.pk, email=email) else product.trial_days
+
+
+def trial_taken(*, product_id: int, email: str, card_fingerprint: str = "", other_than: int | None = None) -> bool:
+    """Whether this mailbox (however written), or this card, already subscribed to the product: its free trial
+    is used. `other_than`: an order not to count (the one starting now)."""
+    mailbox = Q(subscription__mailbox=email_key(email))
+    card = Q(card_fingerprint=card_fingerprint) if card_fingerprint else Q(pk__in=[])
+    started = Order.objects.filter(mailbox | card, subscription__product_id=product_id).exclude(pk=other_than)
+    return started.exists()
 
 
 def order_renewing_line(order: Order) -> OrderLine | None:
@@ -97,6 +108,7 @@ def subscription_start(*, order: Order, card: SavedCard, actor: str, now: dateti
     ends = period_end(anchor=now, interval=interval, periods=1) if first else now + timedelta(days=order.trial_days)
     subscription = Subscription.objects.create(
         email=order.email,
+        mailbox=email_key(order.email),
         locale=order.locale,
         product=line.product,
         interval=interval,
@@ -255,6 +267,18 @@ def subscriptions_to_remind(*, now: datetime, ahead: timedelta) -> list[int]:
             reminded_period__lte=models.F("periods_paid"),
         ).values_list("pk", flat=True)
     )
+
+
+def subscription_first_order_held(subscription: Subscription) -> bool:
+    """Whether the order that started it (a free trial's, or the first period's) still waits for a reviewer."""
+    first = subscription.orders.order_by("subscription_period", "pk").values_list("status", flat=True).first()
+    return first == OrderStatus.ON_HOLD
+
+
+def subscription_postpone(*, subscription: Subscription, until: datetime) -> None:
+    """Try the renewal again at `until` (locked): nothing is charged meanwhile."""
+    subscription.next_attempt_at = until
+    _save(subscription, "next_attempt_at")
 
 
 def subscription_renewal_failed(

@@ -81,10 +81,12 @@ class Configuration:
 
     def models_at(self, moment: datetime) -> tuple[LoadedModel, ...]:
         """The models that may score an order decided at `moment`: only those trained on decisions before it (a
-        model never judges an order it learned from: that would be hindsight), shadow ones as active if asked."""
+        model never judges an order it learned from: that would be hindsight). With `shadow_as_active`, the
+        shadow model counts in the active one's place (as promoting it would), not beside it."""
         usable = [m for m in self.models if m.trained_to is None or m.trained_to < moment]
-        if self.shadow_as_active:
-            usable = [dataclasses.replace(m, mode=ModelMode.ACTIVE) for m in usable]
+        shadow = [m for m in usable if m.mode == ModelMode.SHADOW]
+        if self.shadow_as_active and shadow:
+            return tuple(dataclasses.replace(m, mode=ModelMode.ACTIVE) for m in shadow)
         return tuple(usable)
 
     def thresholds(self) -> RiskSettings:

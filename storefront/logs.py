@@ -82,6 +82,8 @@ class LogContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         record.order_ref = order_ref_var.get()
+        if record.name.startswith("django."):  # Django quotes paths as clients wrote them (security, request)
+            _scrubbed(record)
         return True
 
 
@@ -91,11 +93,15 @@ class ScrubFilter(logging.Filter):
     as the client wrote it, with an order page's token or whatever digits a caller put there."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        scrubbed = scrub_text(message)
-        if scrubbed != message:
-            record.msg, record.args = scrubbed, None
+        _scrubbed(record)
         return True
+
+
+def _scrubbed(record: logging.LogRecord) -> None:
+    message = record.getMessage()
+    scrubbed = scrub_text(message)
+    if scrubbed != message:
+        record.msg, record.args = scrubbed, None
 
 
 class JsonFormatter(_JsonFormatter):

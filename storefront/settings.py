@@ -481,7 +481,7 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         "django.request": {"filters": ["scrub"]},
         "django.server": {"filters": ["scrub"]},
-        "django.security": {"filters": ["scrub"]},
+        "django.security.csrf": {"filters": ["scrub"]},  # (the console handler scrubs every django.* line too)
     },
 }
 # The Celery worker logs through the handler above (JSON, request id and order) instead of replacing it with its own.

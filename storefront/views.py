@@ -228,8 +228,6 @@ def _order_page(request, order, *, revealed: dict[int, list[str]] | None = None,
     revealed = revealed or {}
     live = order.status not in (OrderStatus.REFUNDED, OrderStatus.CANCELLED)
     licensed = order_licenses_for_page(order)  # keys tracked by the license API, with their activations
-    # a renewal of a key sold by period delivers no key: the first order's key works one period more
-    renewal = bool(order.subscription_id and order.subscription_period and order.subscription_period > 1)
     lines = []
     for line in order.lines.all():
         download_url = ""
@@ -238,7 +236,8 @@ def _order_page(request, order, *, revealed: dict[int, list[str]] | None = None,
             download_url = reverse("download", kwargs={"token": download_token_for_line(line)})
         has_keys = line.kind == FulfilmentKind.LICENSE_KEY and line.delivered_at is not None
         has_keys = line_live and (has_keys or any(k.status == KeyStatus.SOLD for k in line.license_keys.all()))
-        renews_key = renewal and line.kind == FulfilmentKind.LICENSE_KEY and line.delivered_at is not None
+        # a later order of a key sold by period delivers no key: the first order's key works one period more
+        renews_key = bool(order.subscription_id and has_keys and not line.license_keys.all())
         lines.append(
             {
                 "line": line,

@@ -256,8 +256,10 @@ def _refused(exc: Exception, order: Order) -> ApiError:
             status.HTTP_409_CONFLICT,
             order_url=reverse("order-detail", kwargs={"token": order.token}),
         )
-    if isinstance(exc, CheckoutError):  # a free trial's daily limit per mailbox, device or address
-        return ApiError("rate_limited", exc.message, status.HTTP_429_TOO_MANY_REQUESTS)
+    if isinstance(exc, CheckoutError):  # a free trial: its daily limit, or one already had
+        if exc.code == "free_order_limit":
+            return ApiError("rate_limited", exc.message, status.HTTP_429_TOO_MANY_REQUESTS)
+        return ApiError(exc.code, exc.message, status.HTTP_409_CONFLICT)
     if isinstance(exc, PaymentDeclined):
         return ApiError("payment_declined", str(exc), status.HTTP_402_PAYMENT_REQUIRED)
     if exc.status is not None and 400 <= exc.status < 500 and exc.status not in ACCOUNT_TROUBLE:

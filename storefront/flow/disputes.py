@@ -5,12 +5,15 @@ import logging
 
 from fulfillment.evidence import delivery_evidence_build
 from fulfillment.keys import keys_revoke_for_order
+from orders.models import SubscriptionStatus
+from orders.subscriptions import subscription_lock
 from payments.disputes import DISPUTE_KINDS, dispute_record, dispute_submit_evidence
 from payments.models import Dispute
 from payments.providers.base import FraudSignal
 from payments.services import payment_find
 from riskengine.feedback import fraud_outcome_takes_goods_back, fraud_signal_apply
 from storefront.flow.notify import notify_dispute_opened
+from storefront.flow.subscription_end import subscription_end
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,10 @@ def fraud_notice_apply(*, provider_name: str, signal: FraudSignal) -> str:
     revoked = 0
     if fraud_outcome_takes_goods_back(signal):
         revoked = keys_revoke_for_order(order=order, actor=f"{provider_name}:{signal.kind}")
+        if order.subscription_id:  # a renewal carries no key of its own: the subscription ends, and with it access
+            subscription = subscription_lock(order.subscription_id)
+            if subscription.status != SubscriptionStatus.CANCELLED:
+                subscription_end(subscription, note=f"Payment {signal.kind}: fraud", actor=f"{provider_name}:dispute")
     return fraud_signal_apply(order=order, provider_name=provider_name, signal=signal, keys_revoked=revoked)
 
 

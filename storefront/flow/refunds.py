@@ -116,12 +116,23 @@ def _subscription_end_if_current(*, order: Order, actor: str, reason: str) -> No
     subscription_end(subscription, note=f"Period refunded: {reason}", actor=actor)
 
 
+def _keys_serve_later_periods(order: Order) -> bool:
+    """Whether the order's keys are a live subscription's, paid for by later periods too (a key sold by period
+    is delivered once and extended by each renewal): refunding an older period then takes back the money only."""
+    if not order.subscription_id:
+        return False
+    subscription = order.subscription
+    live = subscription.status != SubscriptionStatus.CANCELLED
+    return live and order.subscription_period is not None and order.subscription_period < subscription.periods_paid
+
+
 def _withdraw(*, order: Order, line_ids: list[int], whole: bool, actor: str, reason: str) -> None:
     """Take back what these lines delivered (keys, links, memberships) and move the order. In a transaction."""
     now = timezone.now()
     lines = list(order.lines.filter(pk__in=line_ids, refunded_at__isnull=True))
     OrderLine.objects.filter(pk__in=[line.pk for line in lines]).update(refunded_at=now)
-    keys_revoke_for_order(order=order, actor=actor, lines=lines)
+    if not _keys_serve_later_periods(order):
+        keys_revoke_for_order(order=order, actor=actor, lines=lines)
     memberships_end(memberships=list(Membership.objects.filter(line__in=lines, ended=False)))
     if whole:
         order_transition(

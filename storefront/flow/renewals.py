@@ -28,8 +28,10 @@ from orders.subscriptions import (
     subscription_access_until,
     subscription_card_saved,
     subscription_claim_take,
+    subscription_first_order_held,
     subscription_free_period,
     subscription_lock,
+    subscription_postpone,
     subscription_reminded,
     subscription_renewal_failed,
     subscription_renewal_order,
@@ -54,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 ACTOR = "subscriptions"
 CLAIM_LEASE = timedelta(minutes=10)  # a renewal task lost with its worker is handed out again after this
+HELD_RECHECK = timedelta(hours=1)  # a subscription whose first order is held is asked about again after this
 
 
 def renewals_claim_due(*, now: datetime | None = None, limit: int = 1000) -> list[tuple[int, datetime]]:
@@ -70,6 +73,9 @@ def subscription_renew(*, subscription_id: int, claim: datetime, now: datetime |
         subscription = subscription_lock(subscription_id)
         if not subscription_claim_take(subscription=subscription, claim=claim, lease=CLAIM_LEASE, now=now):
             return "stale"
+        if subscription_first_order_held(subscription):  # a reviewer has still to decide: nothing is charged yet
+            subscription_postpone(subscription=subscription, until=now + HELD_RECHECK)
+            return "held"
         period = subscription.periods_paid + 1
         order = subscription_renewal_order(subscription=subscription, period=period)
     if order.status != OrderStatus.PENDING_PAYMENT:

@@ -12,11 +12,13 @@ released, held for review or declined by the same path.
 
 import uuid
 
+from django.core.cache import cache
 from django.db import transaction
 
+from catalog.models import Product
 from orders.errors import CheckoutError
 from orders.models import Order, OrderStatus
-from orders.subscriptions import SavedCard
+from orders.subscriptions import SavedCard, order_renewing_line, trial_taken
 from payments.models import PaymentChannel, Provider
 from payments.providers.base import CardSetup, PaymentDeclined, PaymentError
 from payments.routing import channels_for_order
@@ -24,7 +26,7 @@ from payments.saved_cards import card_setup_fetch, card_setup_open
 from payments.services import OrderNotPayable, PaymentBlocked
 from riskengine.models import RiskDecision
 from riskengine.services import risk_check_before_payment
-from storefront.flow.free_orders import free_order_rate_limited
+from storefront.flow.free_orders import DAY, free_order_rate_limited
 from storefront.flow.payment import PaymentSignals, order_mark_paid
 from storefront.logs import bind_order
 
@@ -55,7 +57,9 @@ def trial_card_setup(*, order: Order, channel: PaymentChannel | None = None) -> 
     declined it) or PaymentError (no card channel, or the provider refused)."""
     bind_order(order.number)
     channel = _trial_checked(order, channel)
-    if free_order_rate_limited(order=order):
+    # counted once per order: a shopper who types the card again (declined, the bank's check failed) is not
+    # taken for someone trying many trials
+    if cache.add(f"trial-screened-{order.pk}", 1, timeout=DAY) and free_order_rate_limited(order=order):
         raise CheckoutError("free_order_limit")
     if risk_check_before_payment(order=order).decision == RiskDecision.DECLINE:
         raise PaymentBlocked(order.number)
@@ -79,6 +83,13 @@ def trial_start(*, order: Order, setup_ref: str, channel: PaymentChannel | None 
         raise PaymentDeclined("The card was not confirmed; please enter it again.")
     kept = setup.card
     with transaction.atomic():
+        # one trial per mailbox and per card, checked again with the product locked: two orders placed before
+        # either started (two tabs) must not both start one
+        line = order_renewing_line(order)
+        Product.objects.select_for_update().filter(pk=line.product_id).first()
+        email, card, pk = order.email, kept.fingerprint, order.pk
+        if trial_taken(product_id=line.product_id, email=email, card_fingerprint=card, other_than=pk):
+            raise CheckoutError("trial_used")
         return order_mark_paid(
             order_id=order.pk,
             amount=0,

@@ -69,3 +69,19 @@ def test_a_model_never_scores_an_order_decided_before_its_training_ended(product
     rows = [row for row in comparison.figures("model").rules if row.name.startswith("Risk model")]
     assert rows == []
     assert comparison.figures("model").overall.confusion["good"]["review"] == 0
+
+
+def test_a_shadow_model_counted_as_active_replaces_the_active_one_rather_than_adding_to_it(
+    product, django_capture_on_commit_callbacks
+):
+    # Given an active model and a newer one in shadow
+    first = trained(activate=True)
+    second = trained()
+
+    # When the backtest counts shadow as active
+    configuration = configuration_current(name="promoted", shadow_as_active=True)
+
+    # Then only the shadow model scores, as it would once promoted (one model's points, never two)
+    (model,) = configuration.models_at(NOW + timedelta(days=1))
+    assert (model.version, model.mode) == (second.version, "active") and first.version != second.version
+    assert {m.version for m in configuration_current(name="as is").models_at(NOW)} == {first.version, second.version}

@@ -221,3 +221,45 @@ def test_a_path_a_caller_filled_with_a_card_number_or_a_token_is_blanked_in_the_
     assert any(line.startswith("Unauthorized: /api/v1/merchant/licenses/") for line in lines), lines
     assert any(line.startswith("Not Found: /order/") for line in lines), lines
     assert not [line for line in lines if card in line or token in line]
+
+
+def test_every_django_line_reaching_the_console_is_scrubbed_and_the_shops_own_lines_are_kept():
+    # Given a CSRF refusal Django logs under a child logger, quoting an order page's path, and a line of the shop
+    token = "Zx81kQ2vN7pLm4Rt9Yw3Hc6Bd5Fg0Js2Ku8Ae1Tq7Vo"
+    django_line = logging.LogRecord(
+        "django.security.csrf", logging.WARNING, __file__, 1, "Forbidden (%s): %s", ("CSRF", f"/order/{token}/"), None
+    )
+    shop_line = logging.LogRecord("storefront.flow", logging.INFO, __file__, 1, "task %s", (token,), None)
+
+    # When the console handler's filter sees them
+    LogContextFilter().filter(django_line)
+    LogContextFilter().filter(shop_line)
+
+    # Then Django's line has lost the token, the shop's own line is as written
+    assert token not in django_line.getMessage() and django_line.getMessage().startswith("Forbidden (CSRF): /order/")
+    assert shop_line.getMessage() == f"task {token}"
+
+
+def test_gunicorns_access_line_carries_no_token_nor_card_number():
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from storefront.gunicorn_logging import ScrubbedAccessLogger
+
+    token, card = "Zx81kQ2vN7pLm4Rt9Yw3Hc6Bd5Fg0Js2Ku8Ae1Tq7Vo", "4242424242424242"
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": f"/order/{token}/?card={card}",
+        "PATH_INFO": f"/order/{token}/",
+        "QUERY_STRING": f"card={card}",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_REFERER": f"https://shop.example/order/{token}/",
+    }
+    response = SimpleNamespace(status="200 OK", sent=12, headers=[])
+    atoms = ScrubbedAccessLogger(Config()).atoms(response, SimpleNamespace(headers=[]), environ, timedelta(0))
+
+    line = " ".join(str(atoms[name]) for name in ("r", "U", "q", "f"))
+    assert token not in line and card not in line
+    assert atoms["r"].startswith("GET /order/") and atoms["s"] == "200"

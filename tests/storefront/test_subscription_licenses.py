@@ -7,12 +7,16 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import transaction
 
 from catalog.models import BillingInterval, FulfilmentKind
 from fulfillment.licenses import license_validate
 from fulfillment.models import License, LicenseKey
 from orders.models import Order, OrderStatus, Subscription, SubscriptionStatus
 from payments.models import Payment, PaymentStatus
+from payments.providers.base import FraudSignal
+from storefront.flow.disputes import fraud_notice_apply
+from storefront.flow.refunds import refund_issue
 from storefront.flow.renewals import subscription_cancel_now, subscription_give_free_period
 from tests.factories import ProductFactory
 from tests.licensing import generated_product, order_keys
@@ -135,3 +139,43 @@ def test_admin_refuses_a_renewing_key_product_unless_its_keys_are_generated(admi
     assert saved.status_code == 302, form_of(saved.content.decode())
     product.refresh_from_db()
     assert product.billing_interval == BillingInterval.MONTH
+
+
+def test_refunding_an_older_period_takes_back_its_money_but_not_the_key_later_periods_paid_for(
+    client, localstripe, stripe_client, make_order, key_plan
+):
+    # Given a key subscription in its second paid period
+    first = subscribe(client, stripe_client, make_order, key_plan)
+    subscription = Subscription.objects.get()
+    (key,) = order_keys(first)
+    renew_once(subscription)
+
+    # When staff refund the first period as a goodwill gesture
+    refund_issue(order=first, actor="staff:boss", reason="goodwill for the first month")
+
+    # Then the key keeps working for the period paid, and the subscription goes on
+    subscription.refresh_from_db()
+    assert subscription.status == SubscriptionStatus.ACTIVE
+    assert license_validate(license_key=key).status == "inactive"  # usable: not revoked
+
+
+def test_a_fraud_dispute_on_a_renewal_ends_the_subscription_and_its_key(
+    client, localstripe, stripe_client, make_order, key_plan, django_capture_on_commit_callbacks
+):
+    # Given a key subscription renewed once
+    first = subscribe(client, stripe_client, make_order, key_plan)
+    subscription = Subscription.objects.get()
+    (key,) = order_keys(first)
+    renew_once(subscription)
+    renewal = Order.objects.get(subscription=subscription, subscription_period=2)
+    payment = renewal.payments.get(status=PaymentStatus.SUCCEEDED)
+
+    # When the renewal's payment is disputed as fraud
+    signal = FraudSignal(kind="dispute", payment_ref=payment.provider_ref, reason="fraudulent", dispute_ref="dp_r2")
+    with transaction.atomic(), django_capture_on_commit_callbacks(execute=True):
+        fraud_notice_apply(provider_name="stripe", signal=signal)
+
+    # Then nothing more is charged and the key stops working
+    subscription.refresh_from_db()
+    assert subscription.status == SubscriptionStatus.CANCELLED
+    assert license_validate(license_key=key).status == "expired"

@@ -238,3 +238,80 @@ def test_a_setup_of_another_order_cannot_start_this_ones_trial(client, localstri
     # Then it is refused and nothing started
     assert answer.status_code == 402
     assert not Subscription.objects.exists()
+
+
+@pytest.fixture
+def key_trial(db):
+    """A monthly license at USD 12.00, generated keys, 14 days free."""
+    from tests.licensing import generated_product
+
+    return generated_product(
+        name="Linter trial",
+        kind=FulfilmentKind.LICENSE_KEY,
+        price_amount=1200,
+        billing_interval=BillingInterval.MONTH,
+        max_per_order=1,
+        trial_days=14,
+    )
+
+
+def test_a_key_trial_converts_on_the_same_key(client, localstripe, make_order, key_trial):
+    from fulfillment.models import License, LicenseKey
+
+    # Given a key trial, then its first charge at the trial's end
+    start_trial(client, localstripe, make_order((key_trial, 1), email="keys@example.com"))
+    subscription = Subscription.objects.get()
+    with time_machine.travel(subscription.current_period_end + timedelta(minutes=1), tick=False):
+        assert sweep() == 1
+
+    # Then the trial's key is the one key, and it runs to the paid period's end
+    subscription.refresh_from_db()
+    assert subscription.periods_paid == 1 and LicenseKey.objects.count() == 1
+    assert License.objects.get().expires_at == subscription.current_period_end + GRACE
+
+
+def test_two_orders_placed_before_either_trial_started_start_one_trial(client, localstripe, make_order, trial_plan):
+    # Given two trial orders from one mailbox, however written, placed before either started (two tabs)
+    first = make_order((trial_plan, 1), email="twice@example.com")
+    second = make_order((trial_plan, 1), email="Twice+again@Example.com")
+    assert first.trial_days == second.trial_days == 14
+
+    # When both are started
+    assert start_trial(client, localstripe, first).status_code == 200
+    refused = start_trial(client, localstripe, second)
+
+    # Then the second is refused with a way on, and one trial runs
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "trial_used"
+    assert Subscription.objects.count() == 1
+    assert make_order((trial_plan, 1), email="twice+3@example.com").trial_days == 0  # +tags are one mailbox
+
+
+def test_one_card_gets_one_trial_whatever_the_email(client, localstripe, make_order, trial_plan):
+    assert start_trial(client, localstripe, make_order((trial_plan, 1), email="first@example.com")).status_code == 200
+
+    refused = start_trial(client, localstripe, make_order((trial_plan, 1), email="second@example.org"))
+
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "trial_used"
+    assert Subscription.objects.count() == 1
+
+
+def test_a_trial_held_for_review_is_not_charged_until_a_reviewer_decides(client, localstripe, make_order, trial_plan):
+    # Given a trial the risk engine held for review (a low review line here)
+    from riskengine.models import RiskRule
+    from tests.riskengine.test_rules import use_only_rules
+
+    use_only_rules(RiskRule(name="Disposable", type="disposable_email", points=20), review=10, decline=100)
+    order = make_order((trial_plan, 1), email="someone@mailinator.com")
+    assert start_trial(client, localstripe, order).status_code == 200
+    order.refresh_from_db()
+    subscription = Subscription.objects.get()
+
+    # When the trial ends with the order still on hold
+    with time_machine.travel(subscription.current_period_end + timedelta(minutes=1), tick=False):
+        sweep()
+
+    # Then nothing is charged and the renewal waits
+    assert order.status == OrderStatus.ON_HOLD
+    assert not Payment.objects.exists()
+    subscription.refresh_from_db()
+    assert subscription.periods_paid == 0 and subscription.next_attempt_at > subscription.current_period_end
