@@ -13,11 +13,13 @@ job's page says so.
 """
 
 import copy
+import dataclasses
 from datetime import datetime
 
 from riskengine.backtest import Configuration, Progress, backtest_compare, configuration_build
 from riskengine.backtest_report import comparison_to_json, simulation_patterns
-from riskengine.models import RiskRule
+from riskengine.models import RiskModel, RiskRule
+from riskengine.scoring import LoadedModel, model_load
 
 
 def backtest_job_params(*, configurations: list[Configuration], start: datetime, end: datetime) -> dict:
@@ -32,6 +34,8 @@ def backtest_job_params(*, configurations: list[Configuration], start: datetime,
                 "decline_threshold": c.decline_threshold,
                 "shadow_as_active": c.shadow_as_active,
                 "rules": [{"rule": rule.pk, "mode": str(rule.mode), "points": rule.points} for rule in c.rules],
+                # the models as they were when the job was asked for: a promotion meanwhile changes nothing here
+                "models": [{"version": m.version, "mode": m.mode, "points": m.points} for m in c.models],
             }
             for c in configurations
         ],
@@ -52,6 +56,20 @@ def _configuration_from(params: dict, stored: dict[int, RiskRule]) -> Configurat
         review_threshold=params["review_threshold"],
         decline_threshold=params["decline_threshold"],
         shadow_as_active=params["shadow_as_active"],
+        models=_models_from(params.get("models")),
+    )
+
+
+def _models_from(chosen: list[dict] | None) -> tuple[LoadedModel, ...] | None:
+    """The models the job was asked with, in the modes and points they had then (None, a job stored before
+    models were kept: the models in use)."""
+    if chosen is None:
+        return None
+    rows = RiskModel.objects.in_bulk([c["version"] for c in chosen])
+    return tuple(
+        dataclasses.replace(model_load(rows[c["version"]]), mode=c["mode"], points=c["points"])
+        for c in chosen
+        if c["version"] in rows
     )
 
 

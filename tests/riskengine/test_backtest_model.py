@@ -85,3 +85,19 @@ def test_a_shadow_model_counted_as_active_replaces_the_active_one_rather_than_ad
     (model,) = configuration.models_at(NOW + timedelta(days=1))
     assert (model.version, model.mode) == (second.version, "active") and first.version != second.version
     assert {m.version for m in configuration_current(name="as is").models_at(NOW)} == {first.version, second.version}
+
+
+def test_a_backtest_job_compares_with_the_models_it_was_asked_with(product):
+    # Given a backtest job asked for while model v1 was active
+    from riskengine.learning import risk_model_retire
+    from storefront.flow.backtest_job import _configuration_from, backtest_job_params
+
+    model = trained(activate=True)
+    asked = backtest_job_params(configurations=[configuration_current(name="A")], **WINDOW)
+
+    # When the model is retired before the job runs
+    risk_model_retire(version=model.version, actor="test")
+
+    # Then the job still scores with v1, active, at its points then
+    rebuilt = _configuration_from(asked["configurations"][0], {})
+    assert [(m.version, m.mode, m.points) for m in rebuilt.models] == [(model.version, "active", model.points)]
