@@ -206,7 +206,7 @@ class RiskModel(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     mode = models.CharField(max_length=10, choices=ModelMode.choices, default=ModelMode.SHADOW)
     points = models.PositiveSmallIntegerField(
-        default=60, help_text=_("Risk points the model adds at probability 1.0 (rounded, in proportion below).")
+        default=30, help_text=_("Risk points the model adds at probability 1.0 (rounded, in proportion below).")
     )
     mode_changed_at = models.DateTimeField(null=True, blank=True)
     mode_changed_by = models.CharField(max_length=100, blank=True)

@@ -96,10 +96,14 @@ def labelled_history(*, fraud: int, good: int, seed: int = 7, days_ago: tuple[in
     )
 
 
-def trained(*, activate: bool = False) -> RiskModel:
+def trained(*, activate: bool = False, points: int = 60) -> RiskModel:
+    """A model trained on a labelled history, adding up to `points` (60 here, so that the model alone can reach
+    the review line in these tests; a new shop's default is lower)."""
     labelled_history(fraud=60, good=340)
     result = risk_model_train(actor="test", activate=activate)
     assert result.model is not None, result.message
+    RiskModel.objects.filter(pk=result.model.pk).update(points=points)
+    result.model.refresh_from_db()
     return result.model
 
 
