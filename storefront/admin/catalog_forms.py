@@ -7,7 +7,8 @@ from django import forms
 from django.contrib import admin
 from django.utils.html import format_html
 
-from catalog.models import SUBSCRIBABLE_KINDS, PriceBreak, Product, ProductImage
+from catalog.models import SUBSCRIBABLE_KINDS, FulfilmentKind, PriceBreak, Product, ProductImage
+from fulfillment.models import KeySource, LicensePolicy
 from payments.money import MoneyError, exponent, from_decimal_string, to_decimal_string
 
 
@@ -66,7 +67,21 @@ class ProductForm(forms.ModelForm):
             self.add_error("trial_days", "Only a product that renews can have a free trial.")
         if cleaned.get("billing_interval") and cleaned.get("kind") not in SUBSCRIBABLE_KINDS:
             self.add_error("billing_interval", "Only memberships, downloads and license keys can renew.")
+        inline_shown = "license_policy-TOTAL_FORMS" in self.data  # else its formset cannot check (no permission)
+        renewing_key = cleaned.get("kind") == FulfilmentKind.LICENSE_KEY and cleaned.get("billing_interval")
+        if renewing_key and not inline_shown and not _generates_keys(self.instance):
+            self.add_error("billing_interval", RENEWING_KEY_NEEDS_GENERATED)
         return cleaned
+
+
+RENEWING_KEY_NEEDS_GENERATED = (
+    "A license-key product that renews needs a license policy with generated keys: each period moves its key's expiry."
+)
+
+
+def _generates_keys(product: Product) -> bool:
+    policy = LicensePolicy.objects.filter(product_id=product.pk).first() if product.pk else None
+    return policy is not None and policy.key_source == KeySource.GENERATED
 
 
 class PriceBreakForm(forms.ModelForm):

@@ -8,6 +8,7 @@ from catalog.models import FulfilmentKind
 from fulfillment import licenses
 from fulfillment.models import KeySource, License, LicenseActivation, LicensePolicy
 from storefront.admin.base import ReadOnlyAdmin
+from storefront.admin.catalog_forms import RENEWING_KEY_NEEDS_GENERATED
 
 
 class LicensePolicyFormSet(forms.BaseInlineFormSet):
@@ -20,10 +21,7 @@ class LicensePolicyFormSet(forms.BaseInlineFormSet):
             return
         kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
         if not any(f.cleaned_data.get("key_source") == KeySource.GENERATED for f in kept):
-            raise forms.ValidationError(
-                "A license-key product that renews needs a license policy with generated keys: each period "
-                "moves its key's expiry."
-            )
+            raise forms.ValidationError(RENEWING_KEY_NEEDS_GENERATED)
 
 
 class LicensePolicyInline(admin.StackedInline):

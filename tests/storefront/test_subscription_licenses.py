@@ -179,3 +179,25 @@ def test_a_fraud_dispute_on_a_renewal_ends_the_subscription_and_its_key(
     subscription.refresh_from_db()
     assert subscription.status == SubscriptionStatus.CANCELLED
     assert license_validate(license_key=key).status == "expired"
+
+
+def test_staff_who_cannot_see_the_license_policy_cannot_make_a_pool_key_product_renew(client):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    # Given staff who may edit products but not license policies (the policy inline is not shown to them)
+    staff = get_user_model().objects.create_user("catalog", password="pw-catalog-1", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_product", "change_product"]))
+    client.force_login(staff)
+    product = ProductFactory(name="Pool keys", kind=FulfilmentKind.LICENSE_KEY)
+    url = f"/admin/catalog/product/{product.pk}/change/"
+    data = form_of(client.get(url).content.decode())
+    assert "license_policy-TOTAL_FORMS" not in data
+
+    # When they set it to renew monthly
+    refused = client.post(url, data | {"billing_interval": "month"})
+
+    # Then it is refused: its keys come from a pool and could not expire
+    assert refused.status_code == 200 and "needs a license policy with generated keys" in refused.content.decode()
+    product.refresh_from_db()
+    assert product.billing_interval == ""
