@@ -11,14 +11,11 @@ class StripeSavedCards:
     def save_card(self, *, email: str, card_token: str, idempotency_key: str) -> KeptCard:
         customer = self._call(
             lambda: self._client.v1.customers.create(
-                params={"email": email, "source": card_token, "expand": ["default_source"]},
-                options={"idempotency_key": idempotency_key},
+                params={"email": email, "source": card_token}, options={"idempotency_key": idempotency_key}
             )
         )
         source = customer.to_dict().get("default_source") or ""
-        if isinstance(source, str):
-            return KeptCard(customer.id, source)
-        return KeptCard(customer.id, source.get("id", ""), source.get("fingerprint") or "", source.get("country") or "")
+        return KeptCard(customer.id, source if isinstance(source, str) else source.get("id", ""))
 
     def create_saved_card_payment(
         self, request: PaymentRequest, *, customer_ref: str, method_ref: str

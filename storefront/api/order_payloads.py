@@ -3,7 +3,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from orders.models import Order, OrderStatus
+from orders.models import Order, OrderStatus, SubscriptionStatus
 from payments.models import PaymentStatus
 from payments.services import payment_channel_for
 from storefront.api.cart import CartLineSerializer
@@ -48,7 +48,7 @@ class OrderLineSerializer(serializers.Serializer):
 
 
 class OrderSubscriptionSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["active", "past_due", "cancelled"])
+    status = serializers.ChoiceField(choices=SubscriptionStatus.values)
     current_period_end = serializers.DateTimeField()
     cancel_at_period_end = serializers.BooleanField()
     manage_url = serializers.CharField(help_text="The shopper's page to cancel, resume or change the card.")

@@ -7,17 +7,15 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from django.db import transaction
 
 from catalog.models import BillingInterval, FulfilmentKind
 from fulfillment.licenses import license_validate
 from fulfillment.models import License, LicenseKey
 from orders.models import Order, OrderStatus, Subscription, SubscriptionStatus
 from payments.models import Payment, PaymentStatus
-from payments.providers.base import FraudSignal
-from storefront.flow.disputes import fraud_notice_apply
 from storefront.flow.refunds import refund_issue
 from storefront.flow.renewals import subscription_cancel_now, subscription_give_free_period
+from tests.conftest import signed_stripe_event
 from tests.factories import ProductFactory
 from tests.licensing import generated_product, order_keys
 from tests.riskengine.test_rules import use_shipped_rules
@@ -170,10 +168,15 @@ def test_a_fraud_dispute_on_a_renewal_ends_the_subscription_and_its_key(
     renewal = Order.objects.get(subscription=subscription, subscription_period=2)
     payment = renewal.payments.get(status=PaymentStatus.SUCCEEDED)
 
-    # When the renewal's payment is disputed as fraud
-    signal = FraudSignal(kind="dispute", payment_ref=payment.provider_ref, reason="fraudulent", dispute_ref="dp_r2")
-    with transaction.atomic(), django_capture_on_commit_callbacks(execute=True):
-        fraud_notice_apply(provider_name="stripe", signal=signal)
+    # When the bank opens a fraud dispute on the renewal's charge at localstripe, and Stripe's webhook says so
+    dispute = localstripe.open_dispute(charge=payment.capture_ref, reason="fraudulent")
+    event = {"id": "evt_renewal_dispute", "object": "event", "type": "charge.dispute.created"}
+    body, header = signed_stripe_event({**event, "data": {"object": dispute}})
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post(
+            "/payments/stripe/webhook/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+        )
+    assert answer.status_code == 200, answer.content
 
     # Then nothing more is charged and the key stops working
     subscription.refresh_from_db()
