@@ -111,6 +111,9 @@ class Order(models.Model):
             # risk engine: history, velocity fallback and fraud links by email and IP
             models.Index(fields=["email", "created_at"], name="order_email_created"),
             models.Index(fields=["purchase_ip", "created_at"], name="order_ip_created"),
+            # risk engine: good customers behind an IP (riskengine.history.ip_good_customers), read for every
+            # order from a busy IP; without it the planner may walk every recent paid order by status instead
+            models.Index(fields=["purchase_ip", "paid_at"], name="order_ip_paid"),
         ]
         constraints = [
             models.CheckConstraint(

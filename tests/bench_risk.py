@@ -3,7 +3,9 @@
 What is timed: the whole service for one paid order, as order_mark_paid calls it (signals from the order,
 rules and thresholds loaded, every rule evaluated, the assessment stored with its reasons), without any
 provider call. Each call runs in its own transaction, as in order_mark_paid, so the timing includes the
-commit. The split between evaluating and storing is reported too.
+commit. The split between evaluating (the paid-stage decision: rules, features and models) and storing is
+reported too. As in a running shop: the order's lines are already loaded (the payment read them), the tables
+have their statistics, and the rules' change stamps are read once a second.
 
 Called from tests/bench.py after Django is set up on a fresh database, or on its own (it then makes and
 drops its own database the same way):
@@ -24,13 +26,14 @@ import statistics
 import sys
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+PRODUCTION_RECHECK_SECONDS = 1.0  # storefront.settings' default for RISK_CONFIG_RECHECK_SECONDS
 RULES = [
     ("bench blocklist", "blocklist", {}, 100),
     ("bench orders/email", "velocity", {"metric": "orders", "by": ["email"], "window_minutes": 60, "threshold": 5}, 25),
@@ -308,18 +311,21 @@ def _warm_redis(*, order_ids: list[int], rng: random.Random) -> list[str]:
 
 
 def _time_assessments(
-    order_ids_and_radar: list[tuple[int, dict]], *, budget_s: float, halves: int = 300
+    order_ids_and_radar: list[tuple[int, dict]], *, budget_s: float, halves: int = 1000
 ) -> tuple[list, list, list]:
     """Time risk_assess_order per order, each in its own transaction as in order_mark_paid; on the first
     `halves` orders also time its two parts (evaluate, then store) separately."""
     from django.db import transaction
 
     from orders.models import Order
+    from orders.selectors import order_lines
     from riskengine.config import risk_config
     from riskengine.services import _store, risk_assess_order, risk_evaluate
     from riskengine.signals import signals_for_order
 
     orders = Order.objects.in_bulk([pk for pk, _ in order_ids_and_radar])
+    for order in orders.values():  # as _order_paid has them: its subscription check read them before
+        order_lines(order)
     total, evaluate, store = [], [], []
     deadline = time.monotonic() + budget_s
     for i, (pk, radar) in enumerate(order_ids_and_radar):
@@ -335,7 +341,11 @@ def _time_assessments(
         start = time.perf_counter()
         config = risk_config()
         verdict = risk_evaluate(
-            signals_for_order(order, radar=radar), rules=list(config.rules), thresholds=config.thresholds, config=config
+            signals_for_order(order, radar=radar),
+            rules=list(config.rules),
+            thresholds=config.thresholds,
+            config=config,
+            paid=True,
         )
         middle = time.perf_counter()
         with transaction.atomic():
@@ -346,17 +356,19 @@ def _time_assessments(
 
 
 def _time_rules(order_ids_and_radar: list[tuple[int, dict]]) -> dict[str, float]:
-    """Mean milliseconds per order spent in each part of an evaluation, as _evaluate runs them: the snapshot
-    check, the signals, the one velocity round trip, each rule type (all its rules), the allowlist."""
+    """Mean milliseconds per order spent in each part of an evaluation, as _evaluate runs them at the paid stage:
+    the snapshot check, the signals, the one velocity round trip, each rule type (all its rules), the model's
+    features and the models' scoring (0 with no model in use), the allowlist."""
     from orders.models import Order
     from riskengine.config import risk_config
+    from riskengine.features import feature_requests, features_for
     from riskengine.rules import EVALUATORS, list_matches, velocity_requests
     from riskengine.services import risk_rules
     from riskengine.signals import signals_for_order
     from riskengine.velocity import velocity_counts_many
 
     orders = Order.objects.in_bulk([pk for pk, _ in order_ids_and_radar])
-    spent: dict[str, float] = {"config": 0.0, "signals": 0.0, "velocity_fetch": 0.0, "allowlist": 0.0}
+    spent = dict.fromkeys(("config", "signals", "velocity_fetch", "allowlist", "features", "model"), 0.0)
     for pk, radar in order_ids_and_radar:
         start = time.perf_counter()
         config = risk_config()
@@ -367,12 +379,19 @@ def _time_rules(order_ids_and_radar: list[tuple[int, dict]]) -> dict[str, float]
         signals.memo.update(evaluating=True, config=config)
         spent["signals"] += time.perf_counter() - start
         start = time.perf_counter()
-        signals.memo["velocity"] = velocity_counts_many(velocity_requests(rules, signals))
+        signals.memo["velocity"] = velocity_counts_many(velocity_requests(rules, signals) + feature_requests(signals))
         spent["velocity_fetch"] += time.perf_counter() - start
         for rule in rules:
             start = time.perf_counter()
             EVALUATORS[rule.type](rule, signals)
             spent[rule.type] = spent.get(rule.type, 0.0) + time.perf_counter() - start
+        start = time.perf_counter()
+        features = features_for(signals)
+        spent["features"] += time.perf_counter() - start
+        for model in config.models:
+            start = time.perf_counter()
+            model.explain(features)
+            spent["model"] += time.perf_counter() - start
         start = time.perf_counter()
         list_matches(signals, allow=True)
         spent["allowlist"] += time.perf_counter() - start
@@ -407,8 +426,11 @@ def bench_risk_scoring(
     with Redis up, with Redis refusing connections (database fallback), and, on `hung` orders, with a Redis
     that accepts connections and never answers. Returns the figures; prints nothing."""
     from django.conf import settings
+    from django.db import connection
+    from django.test import override_settings
 
     from riskengine import velocity
+    from riskengine.config import risk_config_recheck
     from riskengine.models import RiskRule
 
     tag = uuid.uuid4().hex[:8]
@@ -417,9 +439,15 @@ def bench_risk_scoring(
     previously_enabled = list(RiskRule.objects.filter(enabled=True).values_list("pk", flat=True))
     RiskRule.objects.filter(pk__in=previously_enabled).update(enabled=False)
     keys: list[str] = []
+    stack = ExitStack()
     try:
         work = _seed(tag=tag, n=n, history=history, rng=rng)
         keys = _warm_redis(order_ids=[pk for pk, _ in work], rng=rng)
+        with connection.cursor() as cursor:  # the statistics autovacuum keeps on a shop's tables
+            cursor.execute("ANALYZE orders_order, orders_orderline, orders_orderevent, riskengine_fraudlabel")
+        # As a shop runs: the rules' change stamps read once a second (tests read them for every assessment).
+        stack.enter_context(override_settings(RISK_CONFIG_RECHECK_SECONDS=PRODUCTION_RECHECK_SECONDS))
+        risk_config_recheck()
         live = velocity._redis()
         if live is None or not live.ping():
             raise SystemExit("bench_risk: REDIS_URL must point at a running Redis")
@@ -455,6 +483,7 @@ def bench_risk_scoring(
                 result["profile_database"] = _profile(work[:500])
         return result
     finally:
+        stack.close()
         if keys and velocity._redis() is not None:
             velocity._redis().delete(*keys)
         RiskRule.objects.filter(name__endswith=f" {tag}").delete()
