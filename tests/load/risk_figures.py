@@ -16,6 +16,11 @@ shadow; the backtest then says what the rules decided (against live) and what th
 at each of MODEL_POINTS (`model_on_second_month`):
 
     .venv/bin/python tests/load/risk_figures.py --model --seeds 1 2 --orders 3000 --fraud-share 0.08
+
+`--ceiling` runs each seed's month, then says what a learner on the engine's signals, given the true labels,
+catches within the review budget on the months pooled (tests/load/risk_ceiling.py):
+
+    .venv/bin/python tests/load/risk_figures.py --ceiling --seeds 1 2 --orders 6000 --fraud-share 0.15
 """
 
 import argparse
@@ -288,6 +293,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=11_000)
     parser.add_argument("--predict", action="store_true", help="Backtest prediction against live (A and B).")
     parser.add_argument("--model", action="store_true", help="The model trained on seed 1, deciding seed 2.")
+    parser.add_argument("--ceiling", action="store_true", help="What any scorer could catch (risk_ceiling).")
     parser.add_argument("--fraud-share", type=float, default=None, help="Fraudulent share of orders (0.03).")
     parser.add_argument("--patterns-out", type=Path, default=None, help="Write order number -> pattern (JSON).")
     parser.add_argument("--json-out", type=Path, default=None, help="Write the prediction figures (JSON).")
@@ -313,20 +319,29 @@ def main() -> None:
         from django.db import connections
 
         from devtools.simulate import PopulationParams, report_table
+        from tests.load.risk_ceiling import ceiling, ceiling_rows, ceiling_table, engine_figures
 
         logging.getLogger().setLevel(logging.ERROR)
         call_command("migrate", verbosity=0)
         params = PopulationParams() if args.fraud_share is None else PopulationParams(fraud_share=args.fraud_share)
-        results = []
+        results, months = [], []
         if args.model:
             print(model_table(model_on_second_month(seeds=tuple(args.seeds[:2]), orders=args.orders, params=params)))
         for seed in args.seeds if not args.model else ():
+            if args.ceiling:
+                simulation = simulation_on_fresh_database(seed=seed, orders=args.orders, params=params)
+                print(report_table(simulation.report), "", flush=True)
+                months.append((simulation, ceiling_rows(simulation)))
+                continue
             if not args.predict:
                 print(report_table(month_on_fresh_database(seed=seed, orders=args.orders, params=params)), flush=True)
                 continue
             result = prediction_vs_live(seed=seed, orders=args.orders, params=params, patterns_out=args.patterns_out)
             print(result["table"], "", prediction_table(result), "", sep="\n", flush=True)
             results.append({k: v for k, v in result.items() if k not in ("table", "live_reports")})
+        if months:
+            result = ceiling([rows for _, rows in months])
+            print(ceiling_table(args.seeds, result, engine_figures([simulation for simulation, _ in months])))
         if args.json_out:
             args.json_out.write_text(json.dumps(results, indent=2))
         connections.close_all()
