@@ -22,6 +22,7 @@ GOOD_HELD_BUDGET = 0.01
 
 def ceiling_rows(simulation) -> dict:
     """Paid orders as (feature matrix, fraud?, pattern), the orders the pre-payment screen blocked, and all."""
+    from riskengine.defaults import SHIPPED_RULES
     from riskengine.features import FEATURES
     from riskengine.models import RiskAssessment
 
@@ -29,7 +30,7 @@ def ceiling_rows(simulation) -> dict:
     paid: dict[int, RiskAssessment] = {}
     for assessment in RiskAssessment.objects.filter(order_id__in=list(traces), stage="paid").order_by("pk"):
         paid.setdefault(assessment.order_id, assessment)
-    rule_names = sorted({r["rule"] for a in paid.values() for r in a.reasons if r.get("type") != "model"})
+    rule_names = [name for name, *_ in SHIPPED_RULES]  # the same columns for every month
     rows, fraud, patterns = [], [], []
     for order_id, assessment in paid.items():
         points = {r["rule"]: r["points"] for r in assessment.reasons}
@@ -48,19 +49,26 @@ def ceiling_rows(simulation) -> dict:
 
 
 def _caught_within_budget(scores: np.ndarray, data: dict) -> dict:
-    """Flag paid orders from the highest score down while flagged good orders stay within the budget, and stop
-    at the last fraud so reached (flagging more good orders after it catches nothing)."""
+    """Flag paid orders from the highest score down while the good orders refused (those the pre-payment screen
+    blocked, then those flagged) stay within the budget; stop at the last fraud so reached (flagging more good
+    orders after it catches nothing), and never inside a run of equal scores (no threshold splits one)."""
     good_total = sum(n for (is_fraud, _), n in data["all"].items() if not is_fraud)
-    budget = int(GOOD_HELD_BUDGET * good_total)
+    blocked_good = sum(n for (is_fraud, _), n in data["blocked"].items() if not is_fraud)
+    budget = max(0, int(GOOD_HELD_BUDGET * good_total) - blocked_good)
     order = np.argsort(-scores, kind="stable")
-    good_so_far, cut, flagged_good = 0, 0, 0  # the cut: just after the last fraud reached within the budget
+    ranked = scores[order]
+    good_so_far, fraud_since_cut = 0, False
+    cut, flagged_good = 0, 0  # the cut: just after the last fraud reached within the budget
     for position, i in enumerate(order):
         if data["fraud"][i]:
-            cut, flagged_good = position + 1, good_so_far
+            fraud_since_cut = True
         elif good_so_far == budget:
             break
         else:
             good_so_far += 1
+        score_changes = position + 1 == len(order) or ranked[position + 1] != ranked[position]
+        if score_changes and fraud_since_cut:
+            cut, flagged_good, fraud_since_cut = position + 1, good_so_far, False
     flagged = np.zeros(len(scores), dtype=bool)
     flagged[order[:cut]] = True
     per_pattern = {}
@@ -75,8 +83,8 @@ def _caught_within_budget(scores: np.ndarray, data: dict) -> dict:
     caught_friendly = per_pattern.get("friendly_fraud", 0.0) * friendly
     return {
         "caught_rate": caught / fraud_total,
-        "caught_rate_without_friendly": (caught - caught_friendly) / (fraud_total - friendly),
-        "good_held_rate": flagged_good / good_total,
+        "caught_rate_without_friendly": (caught - caught_friendly) / max(1, fraud_total - friendly),
+        "good_held_rate": (flagged_good + blocked_good) / good_total,
         "patterns": per_pattern,
     }
 

@@ -298,6 +298,8 @@ def main() -> None:
     parser.add_argument("--patterns-out", type=Path, default=None, help="Write order number -> pattern (JSON).")
     parser.add_argument("--json-out", type=Path, default=None, help="Write the prediction figures (JSON).")
     args = parser.parse_args()
+    if sum((args.predict, args.model, args.ceiling)) > 1:
+        parser.error("--predict, --model and --ceiling are separate runs: choose one")
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "storefront.settings_test")
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/storefront")

@@ -46,3 +46,19 @@ def test_blocked_orders_count_as_caught_and_friendly_fraud_is_reported_apart():
     assert result["caught_rate"] == 18 / 20  # 10 blocked + 8 flagged; the 2 friendly ones score 0
     assert result["caught_rate_without_friendly"] == 1.0
     assert result["patterns"]["friendly_fraud"] == 0.0
+
+
+def test_good_orders_the_screen_blocked_count_against_the_budget():
+    scores, data = _data([0.9] * 5 + [0.4] * 5, [0.5] * 6 + [0.1] * 994)
+    data["blocked"][(False, "good_oneoff")] = 5  # of the 1000 good orders, 5 were refused before paying
+    result = _caught_within_budget(scores, data)
+    assert result["caught_rate"] == 0.5  # 5 flagged goods would take the refused to 11, over the 10 allowed
+    assert result["good_held_rate"] == 5 / 1000
+
+
+def test_no_cut_inside_equal_scores():
+    # the budget (10) ends inside a run of 12 equal scores holding fraud: no threshold flags part of it
+    scores, data = _data([0.9] * 5 + [0.5] * 5, [0.5] * 12 + [0.1] * 988)
+    result = _caught_within_budget(scores, data)
+    assert result["caught_rate"] == 0.5
+    assert result["good_held_rate"] == 0.0
