@@ -1,7 +1,7 @@
 """The risk engine's figures on the project's own yardstick: simulated months replayed through the real shop.
 
 Each seed runs on an emptied database of its own (the bench's), with the shipped rules and thresholds, so
-the figures are the ones a new shop gets. `make bench` calls `risk_figures`; run alone for a quick look:
+the figures are the ones a new shop gets. `make risk-figures` runs each step below; one alone:
 
     .venv/bin/python tests/load/risk_figures.py --seeds 1 2 --orders 11000
 
