@@ -5,7 +5,6 @@ import logging
 
 from fulfillment.evidence import delivery_evidence_build
 from fulfillment.keys import keys_revoke_for_order
-from orders.models import SubscriptionStatus
 from orders.subscriptions import subscription_lock
 from payments.disputes import DISPUTE_KINDS, dispute_record, dispute_submit_evidence
 from payments.models import Dispute
@@ -46,8 +45,7 @@ def fraud_notice_apply(*, provider_name: str, signal: FraudSignal) -> str:
         revoked = keys_revoke_for_order(order=order, actor=f"{provider_name}:{signal.kind}")
         if order.subscription_id:  # a renewal carries no key of its own: the subscription ends, and with it access
             subscription = subscription_lock(order.subscription_id)
-            if subscription.status != SubscriptionStatus.CANCELLED:
-                subscription_end(subscription, note=f"Payment {signal.kind}: fraud", actor=f"{provider_name}:dispute")
+            subscription_end(subscription, note=f"Payment {signal.kind}: fraud", actor=f"{provider_name}:{signal.kind}")
     return fraud_signal_apply(order=order, provider_name=provider_name, signal=signal, keys_revoked=revoked)
 
 

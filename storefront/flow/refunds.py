@@ -111,7 +111,7 @@ def _subscription_end_if_current(*, order: Order, actor: str, reason: str) -> No
     if not order.subscription_id:
         return
     subscription = subscription_lock(order.subscription_id)
-    if subscription.status == SubscriptionStatus.CANCELLED or order.subscription_period < subscription.periods_paid:
+    if order.subscription_period < subscription.periods_paid:
         return
     subscription_end(subscription, note=f"Period refunded: {reason}", actor=actor)
 

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from fulfillment.services import subscription_access_extend
-from orders.models import Order, OrderStatus, Subscription, SubscriptionStatus
+from orders.models import Order, OrderStatus, Subscription
 from orders.subscriptions import (
     LIVE,
     REMINDED,
@@ -153,10 +153,9 @@ def subscriptions_end_cancelled(*, now: datetime | None = None) -> int:
     for pk in subscriptions_ending(now=now):
         with transaction.atomic():
             subscription = subscription_lock(pk)
-            if subscription.status != SubscriptionStatus.CANCELLED and subscription.current_period_end <= now:
+            if subscription.current_period_end <= now:
                 note = subscription.cancel_reason or "Cancelled at period end."
-                subscription_end(subscription, note=note, actor=ACTOR, now=now)
-                ended += 1
+                ended += subscription_end(subscription, note=note, actor=ACTOR, now=now)
     return ended
 
 
@@ -180,8 +179,7 @@ def subscription_cancel_now(*, subscription_id: int, actor: str, note: str = "")
     """Staff: cancel at once, access ending now."""
     with transaction.atomic():
         subscription = subscription_lock(subscription_id)
-        if subscription.status != SubscriptionStatus.CANCELLED:
-            subscription_end(subscription, note=note or "Cancelled by staff.", actor=actor)
+        subscription_end(subscription, note=note or "Cancelled by staff.", actor=actor)
     return subscription
 
 
